@@ -1,0 +1,38 @@
+"""The small, serialisable requests that cross a DeploymentHandle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """One chat completion, as sent from the ingress to an LLM deployment.
+
+    `budget_s` is what was left of the request's deadline when the call was made; the
+    deployment counts it from the call's arrival (clocks differ between nodes).
+    """
+
+    request_id: str
+    messages: list[dict[str, Any]]
+    budget_s: float
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling parameters the client set, OpenAI names."""
+        params = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop,
+            "seed": self.seed,
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+
+PROBE_CALL = dict(messages=[{"role": "user", "content": "Hi"}], max_tokens=1, temperature=0.0)

@@ -1,0 +1,129 @@
+"""A client for an OpenAI-compatible server the user already runs (vLLM, llama.cpp, TGI).
+
+The upstream's own error (status and message) is kept: a 400 from vLLM reaches the log and
+the client as vLLM wrote it, not as a generic 502.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, AsyncIterator
+
+import httpx
+
+from deployments.calls import ChatCall
+from serve_app.config import UpstreamBackend as UpstreamSpec
+from serve_app.errors import DeadlineExceeded, ModelError, UpstreamError
+
+logger = logging.getLogger(__name__)
+
+
+class UpstreamBackend:
+    def __init__(self, spec: UpstreamSpec) -> None:
+        self._spec = spec
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        headers = {}
+        if self._spec.api_key_env:
+            key = os.environ.get(self._spec.api_key_env)
+            if not key:
+                raise ModelError(f"environment variable {self._spec.api_key_env} (upstream API key) is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.AsyncClient(
+            base_url=self._spec.base_url.rstrip("/"),
+            headers=headers,
+            timeout=self._spec.timeout_s,
+            limits=httpx.Limits(max_connections=self._spec.max_connections),
+        )
+
+    def _body(self, call: ChatCall, stream: bool) -> dict[str, Any]:
+        return {"model": self._spec.model, "messages": call.messages, "stream": stream, **call.sampling()}
+
+    def _timeout(self, call: ChatCall) -> float:
+        return max(0.001, min(self._spec.timeout_s, call.budget_s))
+
+    async def chat(self, call: ChatCall) -> dict[str, Any]:
+        client = self._require()
+        try:
+            resp = await client.post("/chat/completions", json=self._body(call, False), timeout=self._timeout(call))
+        except httpx.TimeoutException as exc:
+            raise DeadlineExceeded(f"upstream {self._spec.base_url} did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise ModelError(f"upstream {self._spec.base_url} unreachable: {type(exc).__name__}") from exc
+        if resp.status_code >= 400:
+            raise self._error(resp.status_code, resp.content, call)
+        return resp.json()
+
+    async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
+        client = self._require()
+        try:
+            async with client.stream(
+                "POST", "/chat/completions", json=self._body(call, True), timeout=self._timeout(call)
+            ) as resp:
+                if resp.status_code >= 400:
+                    raise self._error(resp.status_code, await resp.aread(), call)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                        raise UpstreamError(f"upstream stream error: {err.get('message')}", http_status=502)
+                    yield chunk
+        except httpx.TimeoutException as exc:
+            raise DeadlineExceeded(f"upstream {self._spec.base_url} did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise ModelError(f"upstream {self._spec.base_url} failed: {type(exc).__name__}") from exc
+
+    async def check(self) -> None:
+        client = self._require()
+        try:
+            resp = await client.get("/models", timeout=5.0)
+        except httpx.HTTPError as exc:
+            raise ModelError(f"upstream {self._spec.base_url} unreachable: {type(exc).__name__}") from exc
+        if resp.status_code >= 400:
+            raise self._error(resp.status_code, resp.content, None)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _require(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise ModelError("upstream client is not started")
+        return self._client
+
+    def _error(self, status: int, raw: bytes, call: ChatCall | None) -> UpstreamError:
+        message, code, param = _parse_error(raw)
+        logger.warning(
+            "upstream error",
+            extra={
+                "request_id": call.request_id if call else None,
+                "upstream": self._spec.base_url,
+                "upstream_status": status,
+                "upstream_body": raw[:2000].decode("utf-8", "replace"),
+            },
+        )
+        return UpstreamError(f"upstream returned {status}: {message}", http_status=status, code=code, param=param)
+
+
+def _parse_error(raw: bytes) -> tuple[str, str | None, str | None]:
+    """The message, code and param of an upstream error body, whatever its shape."""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return (text[:500] or "(empty body)"), None, None
+    err = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(err, dict):
+        message = err.get("message") or err.get("detail") or json.dumps(err)[:500]
+        code = err.get("code")
+        return str(message), (str(code) if code is not None else None), err.get("param")
+    return str(err)[:500], None, None

@@ -1,0 +1,1 @@
+"""Composition logic, free of HTTP and Ray: works over `name -> async callable` mappings."""

@@ -1,0 +1,69 @@
+"""Deep health: probe every model with a tiny real input, summarise per route, cache briefly.
+
+`probes` maps a model name to (route, async probe); a probe returns its latency in ms or
+raises. The summary is `ok` (every model answers), `degraded` (some do not, but every route
+still has a living model) or `down` (some route has none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable, Mapping
+
+Probe = Callable[[], Awaitable[float]]
+
+
+class HealthMonitor:
+    def __init__(self, probes: Mapping[str, tuple[str, Probe]], *, timeout_s: float, cache_s: float,
+                 clock=time.monotonic) -> None:
+        self._probes = dict(probes)
+        self._timeout_s = timeout_s
+        self._cache_s = cache_s
+        self._clock = clock
+        self._cached: dict[str, Any] | None = None
+        self._cached_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def report(self) -> dict[str, Any]:
+        """The latest summary; concurrent callers share one round of probes."""
+        async with self._lock:
+            if self._cached is None or self._clock() - self._cached_at >= self._cache_s:
+                self._cached = await self._probe_all()
+                self._cached_at = self._clock()
+            return self._cached
+
+    async def _probe_all(self) -> dict[str, Any]:
+        names = list(self._probes)
+        results = await asyncio.gather(*(self._probe_one(n) for n in names))
+        models = dict(zip(names, results))
+        routes: dict[str, bool] = {}
+        for name, (route, _) in self._probes.items():
+            routes[route] = routes.get(route, False) or models[name]["status"] == "ok"
+        if all(m["status"] == "ok" for m in models.values()):
+            status = "ok"
+        elif all(routes.values()):
+            status = "degraded"
+        else:
+            status = "down"
+        return {"status": status, "routes": {r: ("ok" if alive else "down") for r, alive in routes.items()},
+                "models": models}
+
+    async def _probe_one(self, name: str) -> dict[str, Any]:
+        route, probe = self._probes[name]
+        started = self._clock()
+        try:
+            latency = await asyncio.wait_for(probe(), timeout=self._timeout_s)
+            return {"route": route, "status": "ok", "latency_ms": latency, "error": None}
+        except TimeoutError:
+            error = f"no answer within {self._timeout_s}s"
+        except Exception as exc:  # any failure of a probe is reported, never raised
+            error = _describe(exc)
+        return {"route": route, "status": "error",
+                "latency_ms": round((self._clock() - started) * 1000, 2), "error": error}
+
+
+def _describe(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+    text = message if isinstance(message, str) else message[0]
+    return f"{type(exc).__name__}: {text}"[:300]

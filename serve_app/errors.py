@@ -1,0 +1,123 @@
+"""The one error hierarchy of Switchboard and its mapping to OpenAI-shaped error bodies.
+
+Errors raised in deployments cross a Ray handle pickled; the ingress unwraps them with
+`as_switchboard_error` and renders them with `error_body` — the only place an error body
+is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SwitchboardError(Exception):
+    http_status = 500
+    error_type = "internal_error"
+    code = "internal_error"
+    retryable = False
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+
+    def __reduce__(self):  # keep attributes when pickled across a Ray handle
+        return (_rebuild, (type(self), self.message, self.param, self.code, self.http_status))
+
+
+def _rebuild(cls, message, param, code, http_status):
+    return cls(message, param=param, code=code, http_status=http_status)
+
+
+class InvalidRequest(SwitchboardError):
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ModelNotFound(SwitchboardError):
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(SwitchboardError):
+    http_status = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class Unauthorized(SwitchboardError):
+    http_status = 401
+    error_type = "authentication_error"
+    code = "unauthorized"
+
+
+class ConfigError(SwitchboardError):
+    """A roster entry that cannot be loaded (missing model file, bad path)."""
+
+    code = "config_error"
+
+
+class ModelError(SwitchboardError):
+    """A model or engine failed while answering."""
+
+    http_status = 502
+    error_type = "model_error"
+    code = "model_error"
+    retryable = True
+
+
+class UpstreamError(SwitchboardError):
+    """An OpenAI-compatible upstream answered with an error; its status and message are kept."""
+
+    error_type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 http_status: int | None = None) -> None:
+        super().__init__(message, param=param, code=code, http_status=http_status or 502)
+        self.retryable = self.http_status >= 500 or self.http_status == 429
+        if 400 <= self.http_status < 500:
+            self.error_type = "invalid_request_error"
+
+
+class DeadlineExceeded(SwitchboardError):
+    http_status = 504
+    error_type = "timeout_error"
+    code = "deadline_exceeded"
+    retryable = True
+
+
+class ServiceUnavailable(SwitchboardError):
+    http_status = 503
+    error_type = "service_unavailable"
+    code = "service_unavailable"
+    retryable = True
+
+
+def as_switchboard_error(exc: BaseException) -> SwitchboardError | None:
+    """Find a SwitchboardError in `exc`, unwrapping Ray's task errors."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        # ray.exceptions.RayTaskError keeps the original in `cause`; check it first, since
+        # Ray's wrapper may also subclass the original type without its attributes.
+        cause = getattr(current, "cause", None)
+        if isinstance(cause, BaseException) and cause is not current:
+            current = cause
+            continue
+        if isinstance(current, SwitchboardError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def error_body(err: SwitchboardError) -> dict[str, Any]:
+    return {"error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}}

@@ -1,0 +1,75 @@
+"""Calls from the ingress to model deployments, each under the request's remaining deadline.
+
+Errors come back as SwitchboardErrors: the deployment's own when it raised one, a ModelError
+naming the model otherwise (replica death, actor errors), DeadlineExceeded on time-out.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator
+
+from graphs.deadline import Deadline, DeadlineExpired
+from serve_app.errors import DeadlineExceeded, ModelError, SwitchboardError, as_switchboard_error
+
+logger = logging.getLogger(__name__)
+
+
+def translate(exc: BaseException, model: str) -> SwitchboardError:
+    if isinstance(exc, DeadlineExpired):
+        return DeadlineExceeded(f"model {model} did not answer within the request's deadline")
+    found = as_switchboard_error(exc)
+    if found is not None:
+        return found
+    logger.error("model call failed", extra={"model": model, "error": f"{type(exc).__name__}: {exc}"[:500]})
+    return ModelError(f"model {model} failed ({type(exc).__name__})")
+
+
+class ModelClient:
+    """A model deployment's handle, called with deadlines."""
+
+    def __init__(self, name: str, handle) -> None:
+        self.name = name
+        self._handle = handle
+        self._stream_handle = handle.options(stream=True)
+
+    async def call(self, method: str, payload: Any, deadline: Deadline) -> Any:
+        response = getattr(self._handle, method).remote(payload)
+        try:
+            return await deadline.run(response)
+        except Exception as exc:
+            response.cancel()
+            raise translate(exc, self.name) from None
+
+    async def stream(self, method: str, payload: Any, deadline: Deadline) -> "ModelStream":
+        return ModelStream(self.name, getattr(self._stream_handle, method).remote(payload), deadline)
+
+    async def probe(self) -> float:
+        try:
+            return await self._handle.probe.remote()
+        except Exception as exc:
+            raise translate(exc, self.name) from None
+
+
+class ModelStream:
+    """A streaming response whose every chunk is awaited under the deadline."""
+
+    def __init__(self, model: str, generator, deadline: Deadline) -> None:
+        self.model = model
+        self._gen = generator
+        self._deadline = deadline
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._deadline.run(self._gen.__anext__())
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            self.cancel()
+            raise translate(exc, self.model) from None
+
+    def cancel(self) -> None:
+        self._gen.cancel()

@@ -1,0 +1,1 @@
+"""API schemas (OpenAI-compatible and /api), kept apart from internal config."""

@@ -1,0 +1,18 @@
+import base64
+import json
+
+from serve_app.payload_log import loggable_body
+
+
+def test_base64_is_shortened_but_the_rest_is_kept():
+    blob = base64.b64encode(b"\x00" * 30000).decode()
+    body = {"model": "nope", "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": blob, "format": "wav"}}]}]}
+    logged = loggable_body(json.dumps(body).encode())
+    data = logged["messages"][0]["content"][0]["input_audio"]["data"]
+    assert data.startswith(blob[:64]) and f"base64, {len(blob)} chars" in data
+    assert logged["model"] == "nope"
+
+
+def test_invalid_json_is_logged_as_text():
+    assert loggable_body(b'{"model": ') == '{"model": '
