@@ -26,6 +26,10 @@ def load_config(args: dict[str, Any] | SwitchboardConfig) -> SwitchboardConfig:
 
 def bind_model(spec: ModelSpec) -> Application:
     """The model's deployment, bound with its options from config."""
+    if spec.family == "llm" and spec.backend.kind == "vllm":
+        from deployments.llm.vllm_server import build_vllm_deployment
+
+        return build_vllm_deployment(spec)
     if spec.family == "llm":
         from deployments.llm import LLMDeployment, get_deployment_options
 

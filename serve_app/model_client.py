@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncIterator
 
+import time
+
+from deployments.calls import PROBE_CALL, ChatCall
 from graphs.deadline import Deadline, DeadlineExpired
 from serve_app.errors import DeadlineExceeded, ModelError, SwitchboardError, as_switchboard_error
 
@@ -73,3 +76,60 @@ class ModelStream:
 
     def cancel(self) -> None:
         self._gen.cancel()
+
+
+def model_client(spec, handle) -> "ModelClient":
+    """The client for a roster entry's deployment."""
+    if spec.backend.kind == "vllm":
+        from deployments.llm.vllm_server import VLLMAdapter
+
+        return LLMServerModelClient(spec.name, handle, VLLMAdapter(spec.backend.served_model_name or spec.name))
+    return ModelClient(spec.name, handle)
+
+
+class LLMServerModelClient(ModelClient):
+    """Ray Serve LLM's `LLMServer` (vLLM, GPU roster) behind the ModelClient interface."""
+
+    def __init__(self, name: str, handle, adapter) -> None:
+        super().__init__(name, handle)
+        self._adapter = adapter
+
+    def _generator(self, call: ChatCall, stream: bool, deadline: Deadline) -> ModelStream:
+        return ModelStream(self.name, self._stream_handle.chat.remote(self._adapter.request(call, stream)), deadline)
+
+    async def call(self, method: str, payload: ChatCall, deadline: Deadline) -> dict:
+        stream = self._generator(payload, False, deadline)
+        try:
+            return self._adapter.completion([item async for item in stream])
+        except SwitchboardError:
+            raise
+        except Exception as exc:
+            raise translate(exc, self.name) from None
+
+    async def stream(self, method: str, payload: ChatCall, deadline: Deadline) -> "FlatStream":
+        return FlatStream(self._generator(payload, True, deadline), self._adapter.chunks)
+
+    async def probe(self) -> float:
+        started = time.perf_counter()
+        await self.call("chat", ChatCall(request_id="probe", budget_s=10.0, **PROBE_CALL), Deadline(10.0))
+        return round((time.perf_counter() - started) * 1000, 2)
+
+
+class FlatStream:
+    """A ModelStream whose items are batches; yields their chunks one by one."""
+
+    def __init__(self, stream: ModelStream, explode) -> None:
+        self._stream = stream
+        self._explode = explode
+        self._pending: list = []
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while not self._pending:
+            self._pending = list(self._explode(await self._stream.__anext__()))
+        return self._pending.pop(0)
+
+    def cancel(self) -> None:
+        self._stream.cancel()

