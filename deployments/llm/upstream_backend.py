@@ -76,6 +76,10 @@ class UpstreamBackend:
                         err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
                         raise UpstreamError(f"upstream stream error: {err.get('message')}", http_status=502)
                     yield chunk
+                # An OpenAI-compatible stream ends with [DONE]; without it the answer is cut short
+                # (llama.cpp's server, for one, answers 200 and closes on a prompt over its context).
+                raise UpstreamError("upstream stream ended before [DONE]: the answer is incomplete",
+                                    http_status=502, code="upstream_stream_incomplete")
         except httpx.TimeoutException as exc:
             raise DeadlineExceeded(f"upstream {self._spec.base_url} did not answer in time") from exc
         except httpx.HTTPError as exc:

@@ -65,8 +65,15 @@ def test_deadline_header(http):
 
 
 def test_streaming_error_before_first_token_is_an_http_error(http):
+    # llama.cpp's server answers a streamed prompt over its context with 200 and no events;
+    # that is an incomplete answer and must not reach the client as an empty success.
     too_long = {"model": "smollm2-upstream", "stream": True,
                 "messages": [{"role": "user", "content": "word " * 600}]}
     r = http.post("/v1/chat/completions", json=too_long)
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "upstream_stream_incomplete"
+    # the in-process engine says what was wrong, before any event is sent
+    r = http.post("/v1/chat/completions", json={**too_long, "model": "smollm2",
+                                                "messages": [{"role": "user", "content": "word " * 1500}]})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "context_length_exceeded"

@@ -15,8 +15,10 @@ def test_missing_model_file_fails_startup(ray_serve):
                           "backend": {"kind": "llama_cpp", "source": {"path": missing}}}],
               "ingress": {"resources": {"num_cpus": 0.1}}}
     try:
-        with pytest.raises(RuntimeError) as info:
+        with pytest.raises(RuntimeError, match="Deploying application broken failed"):
             serve.run(build_app(config), name="broken", route_prefix="/broken")
-        assert f"model path does not exist: {missing}" in str(info.value)
+        status = serve.status().applications["broken"].deployments["llm-ghost"]
+        assert status.status == "DEPLOY_FAILED"
+        assert f"model path does not exist: {missing}" in status.message
     finally:
         serve.delete("broken")
