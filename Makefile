@@ -11,6 +11,8 @@ CONFIG ?= cluster/local.yaml
 FAST_PROXY ?= 1
 
 include cluster/serve.env
+# Serve's HAProxy binds its stats and metrics ports on every address; this wrapper moves them to 127.0.0.1.
+RAY_SERVE_HAPROXY_BINARY_PATH ?= $(abspath $(BIN)/switchboard-haproxy)
 export
 
 .PHONY: run test install bench clean

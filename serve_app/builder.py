@@ -24,7 +24,7 @@ def load_config(args: dict[str, Any] | SwitchboardConfig) -> SwitchboardConfig:
         raise ConfigError(f"invalid Switchboard config: {exc}") from None
 
 
-def bind_model(spec: ModelSpec) -> Application:
+def bind_model(spec: ModelSpec, config: SwitchboardConfig) -> Application:
     """The model's deployment, bound with its options from config."""
     if spec.family == "llm" and spec.backend.kind == "vllm":
         from deployments.llm.vllm_server import build_vllm_deployment
@@ -33,7 +33,8 @@ def bind_model(spec: ModelSpec) -> Application:
     if spec.family == "llm":
         from deployments.llm import LLMDeployment, get_deployment_options
 
-        return serve.deployment(LLMDeployment, **get_deployment_options(spec)).bind(spec)
+        options = {**get_deployment_options(spec), "logging_config": config.logging.serve_dict()}
+        return serve.deployment(LLMDeployment, **options).bind(spec)
     raise ConfigError(f"model {spec.name!r}: family {spec.family!r} has no deployment yet")
 
 
@@ -44,6 +45,7 @@ def ingress_options(config: SwitchboardConfig) -> dict[str, Any]:
         "ray_actor_options": spec.resources.ray_actor_options(),
         "autoscaling_config": spec.autoscaling.serve_dict(),
         "max_ongoing_requests": spec.max_ongoing_requests,
+        "logging_config": config.logging.serve_dict(),
     }
 
 
@@ -51,5 +53,5 @@ def build_app(args: dict[str, Any] | SwitchboardConfig) -> Application:
     config = load_config(args)
     from serve_app.ingress import SwitchboardIngress
 
-    handles = {spec.name: bind_model(spec) for spec in config.models}
+    handles = {spec.name: bind_model(spec, config) for spec in config.models}
     return serve.deployment(SwitchboardIngress, **ingress_options(config)).bind(config, handles)

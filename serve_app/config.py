@@ -148,6 +148,14 @@ class HealthSpec(StrictModel):
     probe_timeout_s: float = Field(5.0, gt=0)
 
 
+class LoggingSpec(StrictModel):
+    encoding: Literal["JSON", "TEXT"] = Field("JSON", description="Format of every replica's log lines.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def serve_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
 class SwitchboardConfig(StrictModel):
     """The whole application: the roster and the ingress' policies."""
 
@@ -156,6 +164,7 @@ class SwitchboardConfig(StrictModel):
     limits: LimitSpec = LimitSpec()
     deadlines: DeadlineSpec = DeadlineSpec()
     health: HealthSpec = HealthSpec()
+    logging: LoggingSpec = LoggingSpec()
 
     @model_validator(mode="after")
     def _roster(self) -> "SwitchboardConfig":

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serve_app.errors import InvalidRequest, SwitchboardError, error_body
 from serve_app.payload_log import loggable_body
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 def request_id_of(request: Request) -> str:

@@ -19,7 +19,7 @@ from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from serve_app.model_client import ModelClient, model_client
 from serve_app.schemas.chat import ChatCompletionRequest
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DEADLINE_HEADER = "x-switchboard-deadline-ms"
 
 

@@ -9,7 +9,7 @@ from typing import Callable
 
 from serve_app.errors import PayloadTooLarge, error_body
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 class BodyLimitMiddleware:

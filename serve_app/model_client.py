@@ -15,7 +15,7 @@ from deployments.calls import PROBE_CALL, ChatCall
 from graphs.deadline import Deadline, DeadlineExpired
 from serve_app.errors import DeadlineExceeded, ModelError, SwitchboardError, as_switchboard_error
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 def translate(exc: BaseException, model: str) -> SwitchboardError:

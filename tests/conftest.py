@@ -1,8 +1,8 @@
 """Environment shared by every test layer; set before Ray is imported anywhere."""
 
-import os
 import socket
-import sys
+
+from serve_app.local_env import apply_local_env
 
 
 def _free_port() -> str:
@@ -11,18 +11,11 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
-for key, value in {
-    "RAY_AUTH_MODE": "disabled",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "ORT_DISABLE_TELEMETRY": "1",
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+apply_local_env({
     "RAY_TMPDIR": "/tmp/switchboard-ray-tests",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_SERVE_HAPROXY_BINARY_PATH": os.path.join(os.path.dirname(sys.executable), "switchboard-haproxy"),
+    # Replicas stay reachable 30 s after they are told to stop; tests redeploy often.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     # HAProxy's side ports on free ones, so tests run beside a `make run`.
     "RAY_SERVE_HAPROXY_STATS_PORT": _free_port(),
     "RAY_SERVE_HAPROXY_METRICS_PORT": _free_port(),
-}.items():
-    os.environ.setdefault(key, value)
+})

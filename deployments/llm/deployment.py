@@ -13,7 +13,7 @@ from deployments.options import deployment_options
 from serve_app.config import ModelSpec
 from serve_app.errors import DeadlineExceeded, ModelError, SwitchboardError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 def make_backend(spec: ModelSpec) -> LLMBackend:

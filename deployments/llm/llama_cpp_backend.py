@@ -12,7 +12,7 @@ from deployments.model_source import resolve
 from serve_app.config import LlamaCppBackend as LlamaCppSpec
 from serve_app.errors import InvalidRequest, ModelError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 _DONE = object()
 
 

@@ -17,7 +17,7 @@ from deployments.calls import ChatCall
 from serve_app.config import UpstreamBackend as UpstreamSpec
 from serve_app.errors import DeadlineExceeded, ModelError, UpstreamError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 class UpstreamBackend:
