@@ -36,3 +36,58 @@ class ChatCall:
 
 
 PROBE_CALL = dict(messages=[{"role": "user", "content": "Hi"}], max_tokens=1, temperature=0.0)
+
+
+@dataclass(frozen=True)
+class TranscribeCall:
+    """Speech to text. `audio` is mono float32 PCM at 16 kHz, already validated by the ingress."""
+
+    request_id: str
+    audio: bytes
+    budget_s: float
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class SpeechCall:
+    """Text to speech. The answer is mono int16 PCM with its sample rate."""
+
+    request_id: str
+    text: str
+    voice: str
+    budget_s: float
+    speed: float = 1.0
+
+
+@dataclass(frozen=True)
+class CloneCall:
+    """Speak `text` in the voice of `reference` (mono float32 PCM at 16 kHz)."""
+
+    request_id: str
+    text: str
+    reference: bytes
+    budget_s: float
+    reference_text: str | None = None
+
+
+@dataclass(frozen=True)
+class VisionCall:
+    """Read an image (encoded bytes whose format and size the ingress has checked)."""
+
+    request_id: str
+    image: bytes
+    budget_s: float
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchCall:
+    request_id: str
+    query: str
+    budget_s: float
+    max_results: int = 5
+
+
+SAMPLE_RATE_STT = 16_000

@@ -5,12 +5,14 @@ The Serve config's `args` is a `SwitchboardConfig`; a bad one fails start-up wit
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from pydantic import ValidationError
 from ray import serve
 from ray.serve import Application
 
+from deployments.options import deployment_options
 from serve_app.config import ModelSpec, SwitchboardConfig
 from serve_app.errors import ConfigError
 
@@ -24,18 +26,32 @@ def load_config(args: dict[str, Any] | SwitchboardConfig) -> SwitchboardConfig:
         raise ConfigError(f"invalid Switchboard config: {exc}") from None
 
 
+DEPLOYMENT_CLASSES = {
+    "llm": "deployments.llm:LLMDeployment",
+    "stt": "deployments.stt:STTDeployment",
+    "tts": "deployments.tts:TTSDeployment",
+    "clone": "deployments.clone:CloneDeployment",
+    "vision": "deployments.vision:VisionDeployment",
+    "search": "deployments.search:SearchDeployment",
+}
+
+
+def _deployment_class(family: str):
+    path = DEPLOYMENT_CLASSES.get(family)
+    if path is None:
+        raise ConfigError(f"family {family!r} has no deployment")
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def bind_model(spec: ModelSpec, config: SwitchboardConfig) -> Application:
     """The model's deployment, bound with its options from config."""
     if spec.family == "llm" and spec.backend.kind == "vllm":
         from deployments.llm.vllm_server import build_vllm_deployment
 
         return build_vllm_deployment(spec)
-    if spec.family == "llm":
-        from deployments.llm import LLMDeployment, get_deployment_options
-
-        options = {**get_deployment_options(spec), "logging_config": config.logging.serve_dict()}
-        return serve.deployment(LLMDeployment, **options).bind(spec)
-    raise ConfigError(f"model {spec.name!r}: family {spec.family!r} has no deployment yet")
+    options = {**deployment_options(spec), "logging_config": config.logging.serve_dict()}
+    return serve.deployment(_deployment_class(spec.family), **options).bind(spec)
 
 
 def ingress_options(config: SwitchboardConfig) -> dict[str, Any]:

@@ -7,32 +7,18 @@ are rejected everywhere (`extra="forbid"`), so a typo fails start-up with the fi
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-Family = Literal["llm", "router", "vision", "stt", "tts", "clone", "search"]
+Family = Literal["llm", "router", "vision", "stt", "tts", "clone", "search"]  # keys of FAMILY_BACKENDS
 RESERVED_MODEL_NAMES = frozenset({"auto"})
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from serve_app.backend_specs import FAMILY_BACKENDS, BackendSpec
+from serve_app.config_base import ModelSource, StrictModel
 
-
-class ModelSource(StrictModel):
-    """Where weights come from: an installed Python package or a local path. Never a hub."""
-
-    package: str | None = Field(None, description="Import name of an installed package that ships the model.")
-    path: str | None = Field(None, description="Local file or directory.")
-    file: str | None = Field(
-        None, description="Glob inside the package or directory that selects the model file, e.g. '*.gguf'."
-    )
-
-    @model_validator(mode="after")
-    def _one_origin(self) -> "ModelSource":
-        if (self.package is None) == (self.path is None):
-            raise ValueError("give exactly one of 'package' or 'path'")
-        return self
+__all__ = ["ModelSource", "StrictModel", "SwitchboardConfig", "ModelSpec"]
 
 
 class ResourceSpec(StrictModel):
@@ -67,54 +53,23 @@ class AutoscalingSpec(StrictModel):
         return self.model_dump(exclude_none=True)
 
 
-class LlamaCppBackend(StrictModel):
-    """llama.cpp in-process (llama-cpp-python): the CPU default."""
-
-    kind: Literal["llama_cpp"]
-    source: ModelSource
-    n_ctx: int = Field(2048, ge=128)
-    n_threads: int = Field(1, ge=1)
-    n_batch: int = Field(256, ge=8)
-
-
-class UpstreamBackend(StrictModel):
-    """An OpenAI-compatible server the user already runs (vLLM, llama.cpp, TGI, ...)."""
-
-    kind: Literal["upstream"]
-    base_url: str = Field(description="Base URL including /v1, e.g. http://127.0.0.1:8001/v1")
-    model: str = Field(description="Model name the upstream serves.")
-    api_key_env: str | None = Field(None, description="Environment variable holding the upstream's API key.")
-    timeout_s: float = Field(120.0, gt=0)
-    max_connections: int = Field(64, ge=1)
-
-
-class VLLMBackend(StrictModel):
-    """vLLM through `ray.serve.llm` (GPU roster)."""
-
-    kind: Literal["vllm"]
-    source: ModelSource
-    served_model_name: str | None = None
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to vLLM's engine as is.")
-
-
-LLMBackendSpec = Annotated[Union[LlamaCppBackend, UpstreamBackend, VLLMBackend], Field(discriminator="kind")]
-
-DEFAULT_DEPLOYMENT_TIMEOUTS = {"health_check_period_s": 10.0, "health_check_timeout_s": 30.0}
-
-
 class ModelSpec(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Name clients use in `model`.")
     family: Family
-    backend: LLMBackendSpec
+    backend: BackendSpec
     resources: ResourceSpec = ResourceSpec()
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     max_ongoing_requests: int = Field(8, ge=1)
     probe_timeout_s: float = Field(10.0, gt=0, description="Deadline of the start-up and health probes.")
 
     @model_validator(mode="after")
-    def _name_not_reserved(self) -> "ModelSpec":
+    def _name_and_backend(self) -> "ModelSpec":
         if self.name in RESERVED_MODEL_NAMES:
             raise ValueError(f"model name {self.name!r} is reserved")
+        allowed = FAMILY_BACKENDS[self.family]
+        if self.backend.kind not in allowed:
+            raise ValueError(f"backend {self.backend.kind!r} cannot serve family {self.family!r} "
+                             f"(it takes: {', '.join(sorted(allowed))})")
         return self
 
     def deployment_name(self) -> str:
@@ -130,6 +85,20 @@ class IngressSpec(StrictModel):
 class LimitSpec(StrictModel):
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
     max_messages: int = Field(256, ge=1)
+
+
+class ImageFetchSpec(StrictModel):
+    allow_private: bool = Field(False, description="Allow loopback/private/link-local addresses (never in production).")
+    max_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    max_redirects: int = Field(3, ge=0, le=10)
+
+
+class MediaSpec(StrictModel):
+    max_audio_seconds: float = Field(600.0, gt=0, description="Longer audio gets 400 audio_too_long.")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="Bigger images get 413 (decompression bombs).")
+    max_tts_chars: int = Field(4096, gt=0, description="Longer text to speak gets 413.")
+    image_fetch: ImageFetchSpec = ImageFetchSpec()
 
 
 class DeadlineSpec(StrictModel):
@@ -165,6 +134,11 @@ class SwitchboardConfig(StrictModel):
     deadlines: DeadlineSpec = DeadlineSpec()
     health: HealthSpec = HealthSpec()
     logging: LoggingSpec = LoggingSpec()
+    media: MediaSpec = MediaSpec()
+    voice_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Voice name a client sends (e.g. OpenAI's 'alloy') -> a configured voice. OpenAI's voice "
+                    "names that are not listed map to the first TTS model's first voice.")
 
     @model_validator(mode="after")
     def _roster(self) -> "SwitchboardConfig":
@@ -174,7 +148,23 @@ class SwitchboardConfig(StrictModel):
             raise ValueError(f"duplicate model names: {dupes}")
         if not any(m.family == "llm" for m in self.models):
             raise ValueError("the roster needs at least one model of family 'llm'")
+        voices = self.voices()
+        for alias, voice in self.voice_aliases.items():
+            if voice not in voices:
+                raise ValueError(f"voice_aliases.{alias}: {voice!r} is not a configured voice ({sorted(voices)})")
         return self
+
+    def voices(self) -> dict[str, str]:
+        """Every configured voice -> the TTS model that has it (first model wins)."""
+        out: dict[str, str] = {}
+        for model in self.models:
+            if model.family == "tts":
+                for voice in model.backend.voices:
+                    out.setdefault(voice, model.name)
+        return out
+
+    def family(self, family: Family) -> list[ModelSpec]:
+        return [m for m in self.models if m.family == family]
 
     def by_name(self) -> dict[str, ModelSpec]:
         return {m.name: m for m in self.models}

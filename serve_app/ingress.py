@@ -1,23 +1,35 @@
-"""The HTTP front door: a FastAPI app inside Ray Serve holding a handle per model."""
+"""The HTTP front door: a FastAPI app inside Ray Serve holding a handle per model.
 
+Routes parse HTTP and hand over to the services (serve_app/services), which hold the logic.
+"""
 
+import base64
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
-from deployments.calls import ChatCall
 from graphs.deadline import Deadline
 from graphs.health import HealthMonitor
 from serve_app import http_errors, sse
-from serve_app.config import ModelSpec, SwitchboardConfig
-from serve_app.errors import InvalidRequest, ModelNotFound, SwitchboardError
+from serve_app.config import SwitchboardConfig
+from serve_app.errors import InvalidRequest, SwitchboardError
+from serve_app.media.audio import encode_speech
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from serve_app.model_client import ModelClient, model_client
+from serve_app.model_client import model_client
+from serve_app.schemas.audio import (CloneResponse, SearchRequest, SearchResponse, SpeechFormat, SpeechRequest,
+                                     TranscriptFormat, TranscriptResponse, TTSRequest, VisionResponse)
 from serve_app.schemas.chat import ChatCompletionRequest
+from serve_app.services import transcript_formats
+from serve_app.services.audio import AudioService
+from serve_app.services.chat import ChatService
+from serve_app.services.context import RequestContext
+from serve_app.services.roster import Roster
+from serve_app.services.search import SearchService
+from serve_app.services.vision import VisionService
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DEADLINE_HEADER = "x-switchboard-deadline-ms"
@@ -49,11 +61,16 @@ http_errors.install(app)
 class SwitchboardIngress:
     def __init__(self, config: SwitchboardConfig, handles: dict[str, Any]) -> None:
         self._config = config
-        self._specs = config.by_name()
-        self._clients = {name: model_client(self._specs[name], handle) for name, handle in handles.items()}
+        specs = config.by_name()
+        clients = {name: model_client(specs[name], handle) for name, handle in handles.items()}
+        self._roster = Roster(config, clients)
+        self._audio = AudioService(self._roster)
+        self._vision = VisionService(self._roster)
+        self._search = SearchService(self._roster)
+        self._chat = ChatService(self._roster, self._audio, self._vision)
         app.state.max_body_bytes = config.limits.max_body_bytes
         self._health = HealthMonitor(
-            {name: (self._specs[name].family, client.probe) for name, client in self._clients.items()},
+            {name: (specs[name].family, client.probe) for name, client in clients.items()},
             timeout_s=config.health.probe_timeout_s,
             cache_s=config.health.cache_s,
         )
@@ -69,27 +86,102 @@ class SwitchboardIngress:
 
     @app.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible, stream or not)")
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
-        request_id = http_errors.request_id_of(request)
-        deadline = self._deadline(request)
-        spec = self._chat_model(body)
-        for message in body.messages:
-            if message.attachments():
-                raise InvalidRequest("image and audio content parts need a vision or speech model; "
-                                     "this roster has none", param="messages")
-        call = ChatCall(
-            request_id=request_id, messages=body.plain_messages(), budget_s=deadline.remaining(),
-            max_tokens=body.token_limit(), temperature=body.temperature, top_p=body.top_p,
-            stop=body.stop, seed=body.seed,
-        )
-        headers = {"x-switchboard-model": spec.name}
+        ctx = self._context(request)
         started = time.perf_counter()
-        client = self._clients[spec.name]
+        chain, messages, reports = await self._chat.prepare(body, ctx)
         if body.stream:
-            return await self._stream(client, call, deadline, headers, started)
-        result = await client.call("chat", call, deadline)
-        result["model"] = spec.name
-        self._log_done(request_id, spec.name, started, "ok")
-        return JSONResponse(result, headers=headers)
+            model, stream, first = await self._chat.open_stream(body, chain, messages, ctx)
+            return StreamingResponse(self._relay(stream, first, model, ctx, started),
+                                     media_type="text/event-stream", headers=ctx.headers())
+        result = await self._chat.complete(body, chain, messages, ctx)
+        result["switchboard"] = {**ctx.summary(), "attachments": reports}
+        self._log_done(ctx, started, "ok")
+        return JSONResponse(result, headers=ctx.headers())
+
+    @app.post("/v1/audio/transcriptions", summary="Speech to text (OpenAI-compatible)")
+    async def transcriptions(
+        self, request: Request,
+        file: Annotated[UploadFile, File(description="Audio: wav, mp3, flac, ogg, webm or m4a.")],
+        model: Annotated[str, Form()] = "whisper-1",
+        language: Annotated[str | None, Form(max_length=16)] = None,
+        prompt: Annotated[str | None, Form(max_length=2000)] = None,
+        response_format: Annotated[TranscriptFormat, Form()] = "json",
+        temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
+    ):
+        ctx = self._context(request)
+        started = time.perf_counter()
+        audio = self._audio.decode(await file.read())
+        result = await self._audio.transcribe(audio, ctx, model=model, language=language, prompt=prompt,
+                                              temperature=temperature)
+        self._log_done(ctx, started, "ok")
+        return transcript_formats.render(result, response_format, ctx.headers())
+
+    @app.post("/v1/audio/speech", summary="Text to speech (OpenAI-compatible)",
+              response_class=Response, responses={200: {"content": {"audio/mpeg": {}, "audio/wav": {}}}})
+    async def speech(self, body: SpeechRequest, request: Request):
+        ctx = self._context(request)
+        started = time.perf_counter()
+        speech = await self._audio.speak(body.input, body.voice, body.speed, ctx, model=body.model)
+        self._log_done(ctx, started, "ok")
+        return self._audio_response(speech, body.response_format, ctx)
+
+    # ---- native endpoints ----------------------------------------------------------------------
+
+    @app.post("/api/voice/stt", summary="Speech to text with segments and confidences",
+              response_model=TranscriptResponse)
+    async def stt(self, request: Request, file: Annotated[UploadFile, File()],
+                  language: Annotated[str | None, Form(max_length=16)] = None,
+                  model: Annotated[str, Form()] = "auto"):
+        ctx = self._context(request)
+        result = await self._audio.transcribe(self._audio.decode(await file.read()), ctx, model=model,
+                                              language=language)
+        return JSONResponse({**result, "switchboard": ctx.summary()}, headers=ctx.headers())
+
+    @app.post("/api/voice/tts", summary="Text to speech", response_class=Response,
+              responses={200: {"content": {"audio/wav": {}}}})
+    async def tts(self, body: TTSRequest, request: Request):
+        ctx = self._context(request)
+        speech = await self._audio.speak(body.text, body.voice, body.speed, ctx, model=body.model)
+        return self._audio_response(speech, body.format, ctx)
+
+    @app.post("/api/voice/clone", summary="Speak text in the voice of a reference recording",
+              response_model=CloneResponse)
+    async def clone(self, request: Request, text: Annotated[str, Form(min_length=1)],
+                    reference: Annotated[UploadFile, File(description="A few seconds of the voice to clone.")],
+                    reference_text: Annotated[str | None, Form(max_length=2000)] = None,
+                    format: Annotated[SpeechFormat, Form()] = "wav"):
+        ctx = self._context(request)
+        ref = self._audio.decode(await reference.read(), param="reference")
+        speech = await self._audio.clone(text, ref, reference_text, ctx)
+        audio, _ = encode_speech(speech.pcm16, speech.sample_rate, format)
+        headers = {**ctx.headers(), "x-switchboard-cloned": "true" if speech.cloned else "false"}
+        return JSONResponse({"audio": base64.b64encode(audio).decode(), "format": format,
+                             "sample_rate": speech.sample_rate, "cloned": speech.cloned, "model": speech.model,
+                             "switchboard": ctx.summary()}, headers=headers)
+
+    @app.post("/api/vision", summary="Read the text in an image (lines, boxes, confidences)",
+              response_model=VisionResponse)
+    async def vision(self, request: Request,
+                     file: Annotated[UploadFile | None, File(description="The image (png, jpeg, webp, ...).")] = None,
+                     image_url: Annotated[str | None, Form(description="Or an http(s)/data: URL.")] = None,
+                     model: Annotated[str, Form()] = "auto"):
+        ctx = self._context(request)
+        if (file is None) == (image_url is None):
+            raise InvalidRequest("send exactly one of 'file' or 'image_url'", param="file")
+        if file is not None:
+            image = await file.read()
+            self._vision.check(image, param="file")
+        else:
+            image = await self._vision.load(image_url, ctx, param="image_url")
+        result = await self._vision.read(image, ctx, model=model)
+        return JSONResponse({**result, "switchboard": ctx.summary()}, headers=ctx.headers())
+
+    @app.post("/api/search", summary="Web search, with a local index when the web cannot answer",
+              response_model=SearchResponse)
+    async def search(self, body: SearchRequest, request: Request):
+        ctx = self._context(request)
+        result = await self._search.search(body.query, body.max_results, ctx, model=body.model)
+        return JSONResponse({**result, "switchboard": ctx.summary()}, headers=ctx.headers())
 
     # ---- health ----------------------------------------------------------------------------
 
@@ -103,6 +195,9 @@ class SwitchboardIngress:
         return {"status": "alive"}
 
     # ---- helpers -----------------------------------------------------------------------------
+
+    def _context(self, request: Request) -> RequestContext:
+        return RequestContext(http_errors.request_id_of(request), self._deadline(request))
 
     def _deadline(self, request: Request) -> Deadline:
         limits = self._config.deadlines
@@ -118,36 +213,18 @@ class SwitchboardIngress:
             raise InvalidRequest(f"{DEADLINE_HEADER} must be positive", param=DEADLINE_HEADER)
         return Deadline(min(wanted, limits.max_ms) / 1000)
 
-    def _chat_model(self, body: ChatCompletionRequest) -> ModelSpec:
-        if body.model == "auto":
-            spec = self._config.default_model("llm")
-            if spec is None:  # the config validator guarantees one; kept for a clear message
-                raise ModelNotFound("no LLM in the roster", param="model")
-            return spec
-        spec = self._specs.get(body.model)
-        if spec is None:
-            known = ", ".join(["auto", *self._specs])
-            raise ModelNotFound(f"model {body.model!r} does not exist; known models: {known}", param="model")
-        if spec.family != "llm":
-            raise InvalidRequest(f"model {body.model!r} is a {spec.family} model, not a chat model",
-                                 param="model")
-        return spec
+    @staticmethod
+    def _audio_response(speech, fmt: str, ctx: RequestContext) -> Response:
+        audio, mime = encode_speech(speech.pcm16, speech.sample_rate, fmt)
+        headers = {**ctx.headers(), "x-switchboard-voice": speech.voice,
+                   "x-switchboard-sample-rate": str(speech.sample_rate)}
+        return Response(audio, media_type=mime, headers=headers)
 
-    async def _stream(self, client: ModelClient, call: ChatCall, deadline: Deadline,
-                      headers: dict[str, str], started: float):
-        stream = await client.stream("chat_stream", call, deadline)
-        try:
-            first = await anext(stream)  # an error before the first token is an ordinary HTTP error
-        except StopAsyncIteration:
-            first = None
-        return StreamingResponse(self._relay(stream, first, client.name, call.request_id, started),
-                                 media_type="text/event-stream", headers=headers)
-
-    async def _relay(self, stream, first, model: str, request_id: str, started: float) -> AsyncIterator[str]:
+    async def _relay(self, stream, first, model: str, ctx: RequestContext, started: float) -> AsyncIterator[str]:
         if first is None:
             yield sse.DONE
             return
-        chunk_id, created = first.get("id", request_id), first.get("created", int(time.time()))
+        chunk_id, created = first.get("id", ctx.request_id), first.get("created", int(time.time()))
         outcome = "ok"
         try:
             first["model"] = model
@@ -158,19 +235,21 @@ class SwitchboardIngress:
         except SwitchboardError as err:
             outcome = "error"
             logger.error("stream broke after first token", extra={
-                "request_id": request_id, "model": model, "code": err.code, "reason": err.message})
+                "request_id": ctx.request_id, "model": model, "code": err.code, "reason": err.message})
             for line in sse.error_events(err, chunk_id=chunk_id, model=model, created=created):
                 yield line
             return
         finally:
             stream.cancel()
-            self._log_done(request_id, model, started, outcome)
+            self._log_done(ctx, started, outcome)
         yield sse.DONE
 
     @staticmethod
-    def _log_done(request_id: str, model: str, started: float, outcome: str) -> None:
-        logger.info("request done", extra={"request_id": request_id, "model": model, "outcome": outcome,
-                                           "latency_ms": round((time.perf_counter() - started) * 1000, 2)})
+    def _log_done(ctx: RequestContext, started: float, outcome: str) -> None:
+        logger.info("request done", extra={
+            "request_id": ctx.request_id, "model": ctx.models[-1] if ctx.models else None, "models": ctx.models,
+            "degraded": ctx.degraded, "failed": [f.model for f in ctx.failures], "outcome": outcome,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2)})
 
 
 __all__ = ["SwitchboardIngress", "app"]

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any, AsyncIterator
 
 from deployments.calls import PROBE_CALL, ChatCall
+from deployments.base import ModelDeployment
 from deployments.llm.backend import LLMBackend
-from deployments.options import deployment_options
 from serve_app.config import ModelSpec
-from serve_app.errors import DeadlineExceeded, ModelError, SwitchboardError
-
-logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
-
+from serve_app.errors import DeadlineExceeded, ModelError
 
 def make_backend(spec: ModelSpec) -> LLMBackend:
     kind = spec.backend.kind
@@ -33,25 +29,14 @@ def make_backend(spec: ModelSpec) -> LLMBackend:
     raise ValueError(f"no LLM backend {kind!r}")
 
 
-def get_deployment_options(spec: ModelSpec) -> dict[str, Any]:
-    return deployment_options(spec)
+class LLMDeployment(ModelDeployment):
+    """A text LLM behind one interface. Fails construction if the model cannot answer one token."""
 
-
-class LLMDeployment:
-    """A text LLM behind one interface. Fails construction if the model cannot answer."""
-
-    async def __init__(self, spec: ModelSpec, backend: LLMBackend | None = None) -> None:
-        self._spec = spec
-        self._backend = backend or make_backend(spec)
-        await self._backend.start()
-        latency = await self.probe()
-        logger.info("model ready", extra={"model": spec.name, "probe_latency_ms": latency})
+    def make_backend(self, spec: ModelSpec) -> LLMBackend:
+        return make_backend(spec)
 
     async def chat(self, call: ChatCall) -> dict[str, Any]:
-        try:
-            return await asyncio.wait_for(self._backend.chat(call), timeout=call.budget_s)
-        except TimeoutError as exc:
-            raise DeadlineExceeded(f"model {self._spec.name} ran out of time") from exc
+        return await self._within(call.budget_s, lambda: self._backend.chat(call))
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
         deadline = time.monotonic() + call.budget_s
@@ -71,21 +56,8 @@ class LLMDeployment:
         finally:
             await stream.aclose()
 
-    async def probe(self) -> float:
-        """Generate one token; return the latency in ms. Raises ModelError if the model cannot."""
-        call = ChatCall(request_id="probe", budget_s=self._spec.probe_timeout_s, **PROBE_CALL)
-        started = time.perf_counter()
-        try:
-            result = await self.chat(call)
-        except SwitchboardError as exc:
-            raise ModelError(f"probe of {self._spec.name} failed: {exc.message}") from exc
+    async def _probe_once(self) -> None:
+        result = await self._backend.chat(ChatCall(request_id="probe", budget_s=self._spec.probe_timeout_s,
+                                                   **PROBE_CALL))
         if not result.get("choices"):
             raise ModelError(f"probe of {self._spec.name} returned no choices")
-        return round((time.perf_counter() - started) * 1000, 2)
-
-    async def check_health(self) -> None:
-        await self._backend.check()
-
-    async def __del__(self) -> None:
-        await self._backend.close()
-

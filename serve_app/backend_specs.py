@@ -1,0 +1,157 @@
+"""Backend settings, one sub-model per engine, as a tagged union on `kind`.
+
+`FAMILY_BACKENDS` says which engines may serve which family; the roster validator uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from serve_app.config_base import ModelSource, StrictModel
+
+
+# ---- llm ---------------------------------------------------------------------------------------
+
+class LlamaCppBackend(StrictModel):
+    """llama.cpp in-process (llama-cpp-python): the CPU default."""
+
+    kind: Literal["llama_cpp"]
+    source: ModelSource
+    n_ctx: int = Field(2048, ge=128)
+    n_threads: int = Field(1, ge=1)
+    n_batch: int = Field(256, ge=8)
+
+
+class UpstreamBackend(StrictModel):
+    """An OpenAI-compatible server the user already runs (vLLM, llama.cpp, TGI, ...)."""
+
+    kind: Literal["upstream"]
+    base_url: str = Field(description="Base URL including /v1, e.g. http://127.0.0.1:8001/v1")
+    model: str = Field(description="Model name the upstream serves.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the upstream's API key.")
+    timeout_s: float = Field(120.0, gt=0)
+    max_connections: int = Field(64, ge=1)
+
+
+class VLLMBackend(StrictModel):
+    """vLLM through `ray.serve.llm` (GPU roster)."""
+
+    kind: Literal["vllm"]
+    source: ModelSource
+    served_model_name: str | None = None
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to vLLM's engine as is.")
+
+
+# ---- stt ---------------------------------------------------------------------------------------
+
+class FasterWhisperBackend(StrictModel):
+    """faster-whisper (CTranslate2). CPU: tiny.en int8; GPU: large-v3/turbo float16 from a local path."""
+
+    kind: Literal["faster_whisper"]
+    source: ModelSource
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = Field("int8", description="CTranslate2 compute type: int8, float16, int8_float16, ...")
+    cpu_threads: int = Field(1, ge=0)
+    beam_size: int = Field(1, ge=1, le=10)
+    english_only: bool = Field(False, description="The model knows English only (*.en models).")
+
+
+# ---- tts ---------------------------------------------------------------------------------------
+
+class PiperBackend(StrictModel):
+    """Piper (ONNX) voices. `voices` maps a voice name to its .onnx model."""
+
+    kind: Literal["piper"]
+    voices: dict[str, ModelSource] = Field(min_length=1)
+
+
+class EspeakBackend(StrictModel):
+    """espeak-ng (Debian package): robotic but always there; the last-resort voice."""
+
+    kind: Literal["espeak"]
+    binary: str = "espeak-ng"
+    voices: dict[str, str] = Field(default_factory=lambda: {"espeak": "en-us"},
+                                   description="Voice name -> espeak-ng voice.")
+
+
+class KokoroBackend(StrictModel):
+    """Kokoro-82M from a local path (GPU roster). `voices` maps a name to a voice pack in the path."""
+
+    kind: Literal["kokoro"]
+    source: ModelSource
+    device: Literal["cpu", "cuda"] = "cuda"
+    lang_code: str = "a"
+    voices: dict[str, str] = Field(default_factory=lambda: {"heart": "af_heart"})
+
+
+# ---- clone -------------------------------------------------------------------------------------
+
+class VoxCPMBackend(StrictModel):
+    """VoxCPM-0.5B voice cloning from a local path (GPU roster)."""
+
+    kind: Literal["voxcpm"]
+    source: ModelSource
+    inference_timesteps: int = Field(10, ge=1)
+    cfg_value: float = Field(2.0, gt=0)
+
+
+# ---- vision ------------------------------------------------------------------------------------
+
+class RapidOCRBackend(StrictModel):
+    """RapidOCR (PP-OCR ONNX models inside its wheel)."""
+
+    kind: Literal["rapidocr"]
+    limit_side_len: int = Field(960, ge=32, description="Det.limit_side_len with Det.limit_type=max.")
+
+
+class OpenAIVisionBackend(StrictModel):
+    """A vision-language model behind an OpenAI-compatible chat API (PaddleOCR-VL or Chandra on vLLM)."""
+
+    kind: Literal["openai_vision"]
+    base_url: str
+    model: str
+    prompt: str = Field("OCR:", description="The instruction sent with the image (PaddleOCR-VL: 'OCR:').")
+    api_key_env: str | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    max_tokens: int = Field(2048, ge=1)
+
+
+# ---- search ------------------------------------------------------------------------------------
+
+class WebSearchBackend(StrictModel):
+    """Web metasearch with ddgs. With no network it fails within `timeout_s`."""
+
+    kind: Literal["ddgs"]
+    timeout_s: float = Field(3.0, gt=0)
+    region: str = "us-en"
+    backend: str = Field("auto", description="ddgs search backend(s), e.g. 'duckduckgo,brave'.")
+    proxy: str | None = Field(None, description="Proxy for all ddgs traffic, e.g. socks5h://127.0.0.1:9150.")
+
+
+class LocalSearchBackend(StrictModel):
+    """BM25 (bm25s) over a folder of text and Markdown documents, indexed at start."""
+
+    kind: Literal["bm25"]
+    folder: str = Field("docs", description="Relative paths are relative to the project root.")
+    patterns: list[str] = Field(default_factory=lambda: ["**/*.md", "**/*.txt"])
+    chunk_chars: int = Field(800, ge=100)
+
+
+BackendSpec = Annotated[
+    Union[LlamaCppBackend, UpstreamBackend, VLLMBackend, FasterWhisperBackend, PiperBackend, EspeakBackend,
+          KokoroBackend, VoxCPMBackend, RapidOCRBackend, OpenAIVisionBackend, WebSearchBackend,
+          LocalSearchBackend],
+    Field(discriminator="kind"),
+]
+
+FAMILY_BACKENDS: dict[str, frozenset[str]] = {
+    "llm": frozenset({"llama_cpp", "upstream", "vllm"}),
+    "router": frozenset(),
+    "stt": frozenset({"faster_whisper"}),
+    "tts": frozenset({"piper", "espeak", "kokoro"}),
+    "clone": frozenset({"voxcpm"}),
+    "vision": frozenset({"rapidocr", "openai_vision"}),
+    "search": frozenset({"ddgs", "bm25"}),
+}

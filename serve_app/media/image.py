@@ -1,0 +1,74 @@
+"""Images in: sniff the format (415 if not an image we take), read the size from the header
+before decoding anything (so a decompression bomb is refused unread), then verify it decodes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+
+from serve_app.errors import InvalidRequest, PayloadTooLarge
+from serve_app.media.audio import UnsupportedMediaType
+
+IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif",
+                 "BMP": "image/bmp", "TIFF": "image/tiff"}
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,",
+                       re.IGNORECASE)
+
+
+def sniff_image(data: bytes) -> str | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:2] == b"BM":
+        return "BMP"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return None
+
+
+def check_image(data: bytes, *, max_pixels: int, param: str = "image") -> tuple[int, int]:
+    """Validate an encoded image; returns (width, height)."""
+    from PIL import Image
+
+    if not data:
+        raise InvalidRequest("the image is empty", param=param, code="invalid_image")
+    fmt = sniff_image(data)
+    if fmt is None:
+        raise UnsupportedMediaType(f"unsupported image format; send one of: {', '.join(IMAGE_FORMATS)}",
+                                   param=param)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size  # from the header: nothing decoded yet
+            if width * height > max_pixels:
+                raise PayloadTooLarge(f"the image has {width}x{height} pixels, over the limit of {max_pixels}",
+                                      param=param, code="image_too_large")
+            if width == 0 or height == 0:
+                raise InvalidRequest("the image has no pixels", param=param, code="invalid_image")
+            image.load()
+    except (PayloadTooLarge, InvalidRequest):
+        raise
+    except Exception as exc:  # Pillow raises many error types for broken input
+        raise InvalidRequest(f"the image could not be decoded ({type(exc).__name__})", param=param,
+                             code="invalid_image") from None
+    return width, height
+
+
+def parse_data_url(url: str, *, param: str) -> bytes:
+    match = _DATA_URL.match(url)
+    if match is None or not match.group("b64"):
+        raise InvalidRequest("a data: URL must be base64 encoded (data:image/png;base64,...)", param=param)
+    return decode_base64(url[match.end():], param=param)
+
+
+def decode_base64(text: str, *, param: str) -> bytes:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("invalid base64 data", param=param, code="invalid_base64") from None

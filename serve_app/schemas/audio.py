@@ -1,0 +1,104 @@
+"""OpenAI-compatible audio request bodies, and the native /api/voice ones."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TranscriptFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
+SpeechFormat = Literal["wav", "pcm", "mp3", "opus", "flac"]
+
+
+class SpeechRequest(BaseModel):
+    """POST /v1/audio/speech"""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field("tts-1", min_length=1)
+    input: str = Field(min_length=1, description="The text to speak.")
+    voice: str = Field("alloy", min_length=1, description="A configured voice, or one of OpenAI's voice names.")
+    response_format: SpeechFormat = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    instructions: str | None = Field(None, description="Accepted for compatibility; ignored by these voices.")
+
+
+class TTSRequest(BaseModel):
+    """POST /api/voice/tts"""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1)
+    voice: str = "alloy"
+    model: str = "auto"
+    format: SpeechFormat = "wav"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+
+
+class SearchRequest(BaseModel):
+    """POST /api/search"""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=1000)
+    max_results: int = Field(5, ge=1, le=25)
+    model: str = "auto"
+
+
+class SearchResult(BaseModel):
+    title: str
+    url: str
+    snippet: str
+
+
+class Provenance(BaseModel):
+    models: list[str]
+    degraded: bool
+    failed: list[str]
+    notes: list[str]
+
+
+class SearchResponse(BaseModel):
+    query: str
+    results: list[SearchResult]
+    model: str
+    switchboard: Provenance
+
+
+class Segment(BaseModel):
+    id: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    confidence: float
+    no_speech_prob: float
+
+
+class TranscriptResponse(BaseModel):
+    text: str
+    language: str
+    duration: float
+    confidence: float
+    segments: list[Segment]
+    model: str
+    switchboard: Provenance
+
+
+class VisionLine(BaseModel):
+    text: str
+    box: list[list[float]] | None
+    confidence: float | None
+
+
+class VisionResponse(BaseModel):
+    text: str
+    lines: list[VisionLine]
+    model: str
+    switchboard: Provenance
+
+
+class CloneResponse(BaseModel):
+    audio: str = Field(description="Base64 of the audio in `format`.")
+    format: SpeechFormat
+    sample_rate: int
+    cloned: bool = Field(description="False when no clone model could answer and the plain voice spoke.")
+    model: str
+    switchboard: Provenance

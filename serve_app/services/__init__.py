@@ -1,0 +1,1 @@
+"""What each endpoint does, apart from HTTP parsing: one module per capability."""

@@ -1,0 +1,105 @@
+"""Speech to text, text to speech and voice cloning, with each family's models tried in order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from deployments.calls import CloneCall, SpeechCall, TranscribeCall
+from serve_app.errors import InvalidRequest, PayloadTooLarge
+from serve_app.media.audio import DecodedAudio, decode_audio
+from serve_app.services.context import RequestContext
+from serve_app.services.roster import OPENAI_VOICES, Roster
+
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
+
+
+@dataclass(frozen=True)
+class Speech:
+    pcm16: bytes
+    sample_rate: int
+    model: str
+    voice: str
+    cloned: bool = False
+
+
+class AudioService:
+    def __init__(self, roster: Roster) -> None:
+        self._roster = roster
+        self._config = roster.config
+
+    def decode(self, data: bytes, param: str = "file") -> DecodedAudio:
+        return decode_audio(data, max_seconds=self._config.media.max_audio_seconds, param=param)
+
+    async def transcribe(self, audio: DecodedAudio, ctx: RequestContext, *, model: str | None = None,
+                         language: str | None = None, prompt: str | None = None,
+                         temperature: float = 0.0) -> dict[str, Any]:
+        chain = self._roster.chain("stt", model)
+        name, result = await self._roster.call("stt", chain, "transcribe", lambda _: TranscribeCall(
+            ctx.request_id, audio.pcm_bytes(), ctx.deadline.remaining(), language or None, prompt or None,
+            temperature), ctx)
+        return {**result, "model": name}
+
+    def voice_names(self) -> list[str]:
+        return sorted(self._config.voices())
+
+    def resolve_voice(self, voice: str) -> str:
+        voices = self._config.voices()
+        if voice in voices:
+            return voice
+        if voice in self._config.voice_aliases:
+            return self._config.voice_aliases[voice]
+        if voice in OPENAI_VOICES and voices:
+            return next(iter(voices))
+        raise InvalidRequest(f"unknown voice {voice!r}; available voices: {', '.join(sorted(voices))} "
+                             f"(and OpenAI's: {', '.join(OPENAI_VOICES)})", param="voice", code="unknown_voice")
+
+    def check_text(self, text: str, param: str = "input") -> str:
+        if not text.strip():
+            raise InvalidRequest("there is no text to speak", param=param)
+        limit = self._config.media.max_tts_chars
+        if len(text) > limit:
+            raise PayloadTooLarge(f"the text has {len(text)} characters, over the limit of {limit}", param=param,
+                                  code="text_too_long")
+        return text
+
+    async def speak(self, text: str, voice: str, speed: float, ctx: RequestContext, *,
+                    model: str | None = None) -> Speech:
+        text = self.check_text(text)
+        voice = self.resolve_voice(voice)
+        owner = self._config.voices()[voice]
+        chain = self._roster.chain("tts", model)
+        if model not in self._roster.specs:  # not a roster name: the model that has the voice goes first
+            chain = [owner, *(m for m in chain if m != owner)]
+        # A model without the voice speaks in its own first voice (and the answer says so).
+
+        def call_for(name: str) -> SpeechCall:
+            voices = self._roster.spec(name).backend.voices
+            return SpeechCall(ctx.request_id, text, voice if voice in voices else next(iter(voices)),
+                              ctx.deadline.remaining(), speed)
+
+        name, result = await self._roster.call("tts", chain, "speak", call_for, ctx)
+        if result["voice"] != voice:
+            ctx.notes.append(f"voice {voice!r} was unavailable; {name} spoke with {result['voice']!r}")
+        return Speech(result["audio"], result["sample_rate"], name, result["voice"])
+
+    async def clone(self, text: str, reference: DecodedAudio, reference_text: str | None,
+                    ctx: RequestContext) -> Speech:
+        text = self.check_text(text, param="text")
+        if self._roster.has("clone"):
+            try:
+                name, result = await self._roster.call(
+                    "clone", self._roster.chain("clone"), "clone",
+                    lambda _: CloneCall(ctx.request_id, text, reference.pcm_bytes(), ctx.deadline.remaining(),
+                                      reference_text), ctx)
+                return Speech(result["audio"], result["sample_rate"], name, "cloned", cloned=True)
+            except InvalidRequest:
+                raise
+            except Exception as exc:  # every clone model failed: fall back to the plain voice
+                logger.warning("voice cloning failed; answering with the plain voice",
+                               extra={"request_id": ctx.request_id, "error": str(exc)[:300]})
+        ctx.notes.append("voice cloning is not available; answered with the plain voice"
+                         if not self._roster.has("clone") else "voice cloning failed; answered with the plain voice")
+        default_voice = next(iter(self._config.voices()))
+        return await self.speak(text, default_voice, 1.0, ctx)

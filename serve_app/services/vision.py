@@ -1,0 +1,40 @@
+"""Reading images: from an upload, a data: URL or a fetched http(s) URL, checked before any model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployments.calls import VisionCall
+from serve_app.media.fetch import FetchPolicy, fetch_image
+from serve_app.media.image import check_image, parse_data_url
+from serve_app.services.context import RequestContext
+from serve_app.services.roster import Roster
+
+
+class VisionService:
+    def __init__(self, roster: Roster) -> None:
+        self._roster = roster
+        media = roster.config.media
+        self._max_pixels = media.max_image_pixels
+        fetch = media.image_fetch
+        self._policy = FetchPolicy(allow_private=fetch.allow_private, max_bytes=fetch.max_bytes,
+                                   timeout_s=fetch.timeout_s, max_redirects=fetch.max_redirects)
+
+    async def load(self, url: str, ctx: RequestContext, *, param: str) -> bytes:
+        """The image bytes behind an image_url (data: or http(s)), checked."""
+        if url.startswith("data:"):
+            data = parse_data_url(url, param=param)
+        else:
+            data = await fetch_image(url, self._policy, param=param, budget_s=ctx.deadline.remaining())
+        self.check(data, param=param)
+        return data
+
+    def check(self, data: bytes, *, param: str) -> None:
+        check_image(data, max_pixels=self._max_pixels, param=param)
+
+    async def read(self, image: bytes, ctx: RequestContext, *, model: str | None = None,
+                   prompt: str | None = None) -> dict[str, Any]:
+        chain = self._roster.chain("vision", model)
+        name, result = await self._roster.call(
+            "vision", chain, "read", lambda _: VisionCall(ctx.request_id, image, ctx.deadline.remaining(), prompt), ctx)
+        return {**result, "model": name}
