@@ -8,13 +8,13 @@ from typing import Any
 
 from deployments.calls import ChatCall
 from graphs.failover import ChainExhausted, first_answer
-from serve_app.errors import ServiceUnavailable, SwitchboardError
+from serve_app.errors import ServiceUnavailable
 from serve_app.media.image import decode_base64
 from serve_app.model_client import ModelStream
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, TextPart
 from serve_app.services.audio import AudioService
 from serve_app.services.context import RequestContext
-from serve_app.services.roster import Roster, is_client_error
+from serve_app.services.roster import Roster, exhausted, is_client_error
 from serve_app.services.vision import VisionService
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
@@ -108,10 +108,7 @@ class ChatService:
         try:
             result = await first_answer(chain, attempt, ctx.deadline, is_client_error=is_client_error)
         except ChainExhausted as exc:
-            ctx.failures.extend(exc.failures)
-            raise ServiceUnavailable(f"no llm model could answer: {exc}", code="all_models_failed") from None
-        except SwitchboardError:
-            raise
+            raise exhausted("llm", exc, ctx) from None
         ctx.used(result.model, result.failures)
         stream, first = result.value
         return result.model, stream, first

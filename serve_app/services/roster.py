@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 from graphs.failover import ChainExhausted, first_answer
 from serve_app.config import Family, ModelSpec, SwitchboardConfig
-from serve_app.errors import InvalidRequest, ModelNotFound, ServiceUnavailable, SwitchboardError
+from serve_app.errors import (DeadlineExceeded, InvalidRequest, ModelNotFound, ServiceUnavailable,
+                              SwitchboardError)
 from serve_app.model_client import ModelClient
 from serve_app.services.context import RequestContext
 
@@ -59,10 +60,18 @@ class Roster:
         try:
             result = await first_answer(models, attempt, ctx.deadline, is_client_error=is_client_error)
         except ChainExhausted as exc:
-            ctx.failures.extend(exc.failures)
-            raise ServiceUnavailable(f"no {family} model could answer: {exc}", code="all_models_failed") from None
+            raise exhausted(family, exc, ctx) from None
         ctx.used(result.model, result.failures)
         return result.model, result.value
 
     def spec(self, name: str) -> ModelSpec:
         return self.specs[name]
+
+
+def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext) -> SwitchboardError:
+    """The error for a chain with no answer: 504 if the request's deadline ran out, else 503;
+    either way naming what failed."""
+    ctx.failures.extend(exc.failures)
+    if ctx.deadline.expired():
+        return DeadlineExceeded(f"the request's deadline passed before a {family} model answered: {exc}")
+    return ServiceUnavailable(f"no {family} model could answer: {exc}", code="all_models_failed")

@@ -43,7 +43,8 @@ DEAD_PORT = free_port()  # nothing listens here
 def roster_config(upstream_url: str) -> dict:
     return {
         "ingress": {"resources": {"num_cpus": 0.1}},
-        "limits": {"max_body_bytes": 1_000_000},
+        "limits": {"max_body_bytes": 3_000_000},
+        "media": {"max_audio_seconds": 30, "max_tts_chars": 500},
         "health": {"cache_s": 1, "probe_timeout_s": 10},
         "models": [
             {"name": "smollm2", "family": "llm",
