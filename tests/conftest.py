@@ -1,6 +1,7 @@
 """Environment shared by every test layer; set before Ray is imported anywhere."""
 
 import socket
+import tempfile
 
 from serve_app.local_env import apply_local_env
 
@@ -12,7 +13,8 @@ def _free_port() -> str:
 
 
 apply_local_env({
-    "RAY_TMPDIR": "/tmp/switchboard-ray-tests",
+    # One folder per test run, so runs side by side (or a `make run`) keep apart.
+    "RAY_TMPDIR": tempfile.mkdtemp(prefix="sb-ray-test-"),
     # Replicas stay reachable 30 s after they are told to stop; tests redeploy often.
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     # HAProxy's side ports on free ones, so tests run beside a `make run`.
