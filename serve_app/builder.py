@@ -70,4 +70,15 @@ def build_app(args: dict[str, Any] | SwitchboardConfig) -> Application:
     from serve_app.ingress import SwitchboardIngress
 
     handles = {spec.name: bind_model(spec, config) for spec in config.models}
-    return serve.deployment(SwitchboardIngress, **ingress_options(config)).bind(config, handles)
+    router = bind_router(config) if config.router.placement == "deployment" else None
+    return serve.deployment(SwitchboardIngress, **ingress_options(config)).bind(config, handles, router)
+
+
+def bind_router(config: SwitchboardConfig) -> Application:
+    from deployments.router import RouterDeployment
+
+    spec = config.router
+    return serve.deployment(RouterDeployment, name="router", ray_actor_options=spec.resources.ray_actor_options(),
+                            autoscaling_config=spec.autoscaling.serve_dict(),
+                            max_ongoing_requests=spec.max_ongoing_requests,
+                            logging_config=config.logging.serve_dict()).bind(spec)

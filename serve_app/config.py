@@ -16,41 +16,11 @@ RESERVED_MODEL_NAMES = frozenset({"auto"})
 
 
 from serve_app.backend_specs import FAMILY_BACKENDS, BackendSpec
-from serve_app.config_base import ModelSource, StrictModel
+from serve_app.config_base import AutoscalingSpec, ModelSource, ResourceSpec, StrictModel
+from serve_app.router_config import RouterSpec
 
-__all__ = ["ModelSource", "StrictModel", "SwitchboardConfig", "ModelSpec"]
-
-
-class ResourceSpec(StrictModel):
-    num_cpus: float = Field(0.25, ge=0, description="CPUs reserved per replica (fractions are fine).")
-    num_gpus: float = Field(0, ge=0, description="GPUs reserved per replica.")
-    memory: int | None = Field(None, gt=0, description="Bytes of memory reserved per replica.")
-
-    def ray_actor_options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {"num_cpus": self.num_cpus}
-        if self.num_gpus:
-            opts["num_gpus"] = self.num_gpus
-        if self.memory is not None:
-            opts["memory"] = self.memory
-        return opts
-
-
-class AutoscalingSpec(StrictModel):
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(1, ge=1)
-    initial_replicas: int | None = Field(None, ge=0)
-    target_ongoing_requests: float = Field(2.0, gt=0)
-    upscale_delay_s: float = Field(30.0, ge=0)
-    downscale_delay_s: float = Field(600.0, ge=0)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> "AutoscalingSpec":
-        if self.min_replicas > self.max_replicas:
-            raise ValueError("min_replicas must not exceed max_replicas")
-        return self
-
-    def serve_dict(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+__all__ = ["AutoscalingSpec", "ModelSource", "ModelSpec", "ResourceSpec", "RouterSpec", "StrictModel",
+           "SwitchboardConfig"]
 
 
 class ModelSpec(StrictModel):
@@ -134,6 +104,7 @@ class SwitchboardConfig(StrictModel):
     deadlines: DeadlineSpec = DeadlineSpec()
     health: HealthSpec = HealthSpec()
     logging: LoggingSpec = LoggingSpec()
+    router: RouterSpec = RouterSpec()
     media: MediaSpec = MediaSpec()
     voice_aliases: dict[str, str] = Field(
         default_factory=dict,

@@ -28,6 +28,7 @@ from serve_app.services.audio import AudioService
 from serve_app.services.chat import ChatService
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
+from serve_app.services.router import RouterService
 from serve_app.services.search import SearchService
 from serve_app.services.vision import VisionService
 
@@ -59,21 +60,21 @@ http_errors.install(app)
 
 @serve.ingress(app)
 class SwitchboardIngress:
-    def __init__(self, config: SwitchboardConfig, handles: dict[str, Any]) -> None:
+    async def __init__(self, config: SwitchboardConfig, handles: dict[str, Any], router_handle=None) -> None:
         self._config = config
         specs = config.by_name()
         clients = {name: model_client(specs[name], handle) for name, handle in handles.items()}
         self._roster = Roster(config, clients)
+        self._router = RouterService(config.router, self._roster, router_handle)
+        await self._router.start()
         self._audio = AudioService(self._roster)
         self._vision = VisionService(self._roster)
         self._search = SearchService(self._roster)
-        self._chat = ChatService(self._roster, self._audio, self._vision)
+        self._chat = ChatService(self._roster, self._router, self._audio, self._vision, self._search)
         app.state.max_body_bytes = config.limits.max_body_bytes
-        self._health = HealthMonitor(
-            {name: (specs[name].family, client.probe) for name, client in clients.items()},
-            timeout_s=config.health.probe_timeout_s,
-            cache_s=config.health.cache_s,
-        )
+        probes = {name: (specs[name].family, client.probe) for name, client in clients.items()}
+        probes["router"] = ("router", self._router.probe)
+        self._health = HealthMonitor(probes, timeout_s=config.health.probe_timeout_s, cache_s=config.health.cache_s)
 
     # ---- OpenAI-compatible ---------------------------------------------------------------
 
@@ -88,15 +89,23 @@ class SwitchboardIngress:
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
         ctx = self._context(request)
         started = time.perf_counter()
-        chain, messages, reports = await self._chat.prepare(body, ctx)
+        prepared = await self._chat.prepare(body, ctx)
         if body.stream:
-            model, stream, first = await self._chat.open_stream(body, chain, messages, ctx)
+            model, stream, first = await self._chat.open_stream(body, prepared, ctx)
             return StreamingResponse(self._relay(stream, first, model, ctx, started),
                                      media_type="text/event-stream", headers=ctx.headers())
-        result = await self._chat.complete(body, chain, messages, ctx)
-        result["switchboard"] = {**ctx.summary(), "attachments": reports}
-        self._log_done(ctx, started, "ok")
+        result = await self._chat.complete(body, prepared, ctx)
+        result["switchboard"] = {**ctx.summary(), "route": prepared.decision.as_dict(),
+                                 "attachments": prepared.reports}
+        self._log_done(ctx, started, "ok", prepared.decision.as_dict())
         return JSONResponse(result, headers=ctx.headers())
+
+    @app.post("/api/classify", summary="The switchboard's routing decision for a chat body; calls no model "
+                                       "but the router")
+    async def classify(self, body: ChatCompletionRequest, request: Request) -> dict[str, Any]:
+        ctx = self._context(request)
+        decision = await self._router.decide(body, ctx.deadline)
+        return decision.as_dict()
 
     @app.post("/v1/audio/transcriptions", summary="Speech to text (OpenAI-compatible)")
     async def transcriptions(
@@ -245,9 +254,10 @@ class SwitchboardIngress:
         yield sse.DONE
 
     @staticmethod
-    def _log_done(ctx: RequestContext, started: float, outcome: str) -> None:
+    def _log_done(ctx: RequestContext, started: float, outcome: str, route: dict | None = None) -> None:
         logger.info("request done", extra={
-            "request_id": ctx.request_id, "model": ctx.models[-1] if ctx.models else None, "models": ctx.models,
+            "request_id": ctx.request_id, "intent": ctx.intent, "route": route,
+            "model": ctx.models[-1] if ctx.models else None, "models": ctx.models,
             "degraded": ctx.degraded, "failed": [f.model for f in ctx.failures], "outcome": outcome,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2)})
 

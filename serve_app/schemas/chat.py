@@ -60,6 +60,14 @@ class ChatMessage(BaseModel):
         return []
 
 
+class AudioOutput(BaseModel):
+    """OpenAI's `audio` parameter: the voice and format of a spoken answer."""
+
+    model_config = ConfigDict(extra="ignore")
+    voice: str = "alloy"
+    format: Literal["wav", "mp3", "flac", "opus", "pcm"] = "wav"
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -73,6 +81,8 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**63)
     n: int | None = Field(None, ge=1, le=1, description="Only n=1 is supported.")
+    modalities: list[Literal["text", "audio"]] | None = Field(None, description='["text", "audio"] asks for a spoken answer.')
+    audio: AudioOutput | None = None
 
     @field_validator("stop")
     @classmethod

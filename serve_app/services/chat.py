@@ -1,40 +1,65 @@
-"""Chat completions: attachments read first (images by the vision models, audio by speech to text),
-their text handed to the LLM with the user's words, the LLM chain tried in order."""
+"""Chat completions through the switchboard: route the request (attachments, named model, then
+the classifier), do what the intent needs first (read images, transcribe audio, search), hand
+the results to the LLM with the user's words, and speak the answer when voice was asked for."""
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployments.calls import ChatCall
 from graphs.failover import ChainExhausted, first_answer
-from serve_app.errors import ServiceUnavailable
+from graphs.routing import RouteDecision
+from serve_app.errors import ServiceUnavailable, SwitchboardError
+from serve_app.media.audio import encode_speech
 from serve_app.media.image import decode_base64
 from serve_app.model_client import ModelStream
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, TextPart
 from serve_app.services.audio import AudioService
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster, exhausted, is_client_error
+from serve_app.services.router import RouterService
+from serve_app.services.search import SearchService
 from serve_app.services.vision import VisionService
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
+_URL = re.compile(r"https?://[^\s<>\"')\]]+", re.IGNORECASE)
+MAX_URL_IMAGES = 2
+
+
+@dataclass
+class PreparedChat:
+    decision: RouteDecision
+    chain: list[str]
+    messages: list[dict]
+    reports: list[dict] = field(default_factory=list)
+    speak: bool = False
 
 
 class ChatService:
-    def __init__(self, roster: Roster, audio: AudioService, vision: VisionService) -> None:
+    def __init__(self, roster: Roster, router: RouterService, audio: AudioService, vision: VisionService,
+                 search: SearchService) -> None:
         self._roster = roster
+        self._router = router
         self._audio = audio
         self._vision = vision
+        self._search = search
 
-    async def prepare(self, body: ChatCompletionRequest, ctx: RequestContext) -> tuple[list[str], list[dict],
-                                                                                        list[dict]]:
-        """The LLM chain, the messages as plain text, and a report per attachment."""
-        chain = self._roster.chain("llm", body.model)
-        messages, reports = [], []
+    async def prepare(self, body: ChatCompletionRequest, ctx: RequestContext) -> PreparedChat:
+        decision = await self._router.decide(body, ctx.deadline)
+        ctx.intent = decision.intent
+        named = self._roster.specs.get(body.model)
+        chain = self._roster.chain("llm", body.model if named is None or named.family == "llm" else "auto")
+        family_model = body.model if named is not None and named.family != "llm" else None
+        prepared = PreparedChat(decision, chain, [])
         for i, message in enumerate(body.messages):
             role = "system" if message.role == "developer" else message.role
             if not isinstance(message.content, list):
-                messages.append({"role": role, "content": message.text()})
+                prepared.messages.append({"role": role, "content": message.text()})
                 continue
             parts = []
             for j, part in enumerate(message.content):
@@ -42,20 +67,28 @@ class ChatService:
                 if isinstance(part, TextPart):
                     parts.append(part.text)
                 elif isinstance(part, ImagePart):
-                    parts.append(await self._read_image(part, param, ctx, reports))
+                    data = await self._vision.load(part.image_url.url, ctx, param=f"{param}.image_url.url")
+                    parts.append(await self._read_image(data, ctx, prepared.reports, family_model))
                 elif isinstance(part, AudioPart):
-                    parts.append(await self._hear_audio(part, param, ctx, reports))
-            messages.append({"role": role, "content": "\n\n".join(p for p in parts if p)})
+                    parts.append(await self._hear_audio(part, param, ctx, prepared.reports))
+            prepared.messages.append({"role": role, "content": "\n\n".join(p for p in parts if p)})
+        attached = bool(prepared.reports)
+        if decision.intent == "vision" and not attached:
+            await self._images_from_text(body, prepared, ctx, family_model)
+        elif decision.intent == "search":
+            await self._search_first(body, prepared, ctx, family_model)
+        elif decision.intent == "voice" and not attached:
+            prepared.speak = True
+        prepared.speak = prepared.speak or "audio" in (body.modalities or [])
         if ctx.notes:
-            messages.insert(0, {"role": "system", "content": "Some attachments could not be processed: "
-                                + "; ".join(ctx.notes) + ". Say so plainly, then help as well as you can."})
-        return chain, messages, reports
+            prepared.messages.insert(0, {"role": "system", "content": "Some of what was asked could not be done: "
+                                         + "; ".join(ctx.notes) + ". Say so plainly, then help as well as you can."})
+        return prepared
 
-    async def _read_image(self, part: ImagePart, param: str, ctx: RequestContext, reports: list[dict]) -> str:
+    async def _read_image(self, data: bytes, ctx: RequestContext, reports: list[dict], model: str | None) -> str:
         n = sum(r["type"] == "image" for r in reports) + 1
-        data = await self._vision.load(part.image_url.url, ctx, param=f"{param}.image_url.url")
         try:
-            result = await self._vision.read(data, ctx)
+            result = await self._vision.read(data, ctx, model=model)
         except ServiceUnavailable as exc:
             ctx.notes.append(f"I could not read image {n}")
             reports.append({"type": "image", "model": None, "error": exc.message})
@@ -78,24 +111,77 @@ class ChatService:
                         "confidence": result["confidence"]})
         return f"[Audio {n}, transcript:]\n{result['text'] or '(no speech found)'}\n[End of audio {n}]"
 
+    async def _images_from_text(self, body: ChatCompletionRequest, prepared: PreparedChat, ctx: RequestContext,
+                                model: str | None) -> None:
+        """A vision request without an image part: look at the image URLs in the user's text."""
+        urls = _URL.findall(self._router.features(body).text)[:MAX_URL_IMAGES]
+        if not urls:
+            ctx.notes.append("I could not find an image to look at")
+            return
+        readings = []
+        for url in urls:
+            try:
+                data = await self._vision.load(url, ctx, param="messages")
+            except SwitchboardError as exc:
+                ctx.notes.append(f"I could not fetch the image at {url} ({exc.message})")
+                continue
+            readings.append(await self._read_image(data, ctx, prepared.reports, model))
+        if readings:
+            prepared.messages.insert(len(prepared.messages) - 1, {"role": "system", "content": "\n\n".join(readings)})
+
+    async def _search_first(self, body: ChatCompletionRequest, prepared: PreparedChat, ctx: RequestContext,
+                            model: str | None) -> None:
+        query = self._router.features(body).text.strip()[:300]
+        try:
+            found = await self._search.search(query, 5, ctx, model=model)
+        except ServiceUnavailable:
+            ctx.notes.append("I could not search for current information")
+            return
+        prepared.reports.append({"type": "search", "model": found["model"], "results": found["results"]})
+        listing = "\n".join(f"- {r['title']} ({r['url']}): {r['snippet']}" for r in found["results"])
+        prepared.messages.insert(len(prepared.messages) - 1, {
+            "role": "system", "content": f"Search results for the user's question:\n{listing or '(none)'}\n"
+                                         "Answer from these results and cite their URLs."})
+
     def _call(self, body: ChatCompletionRequest, messages: list[dict], ctx: RequestContext) -> ChatCall:
         return ChatCall(request_id=ctx.request_id, messages=messages, budget_s=ctx.deadline.remaining(),
                         max_tokens=body.token_limit(), temperature=body.temperature, top_p=body.top_p,
                         stop=body.stop, seed=body.seed)
 
-    async def complete(self, body: ChatCompletionRequest, chain: list[str], messages: list[dict],
+    async def complete(self, body: ChatCompletionRequest, prepared: PreparedChat,
                        ctx: RequestContext) -> dict[str, Any]:
-        name, result = await self._roster.call("llm", chain, "chat", lambda _: self._call(body, messages, ctx), ctx)
+        name, result = await self._roster.call("llm", prepared.chain, "chat",
+                                               lambda _: self._call(body, prepared.messages, ctx), ctx)
         result["model"] = name
+        if prepared.speak:
+            await self._speak_answer(body, result, ctx)
         return result
 
-    async def open_stream(self, body: ChatCompletionRequest, chain: list[str], messages: list[dict],
+    async def _speak_answer(self, body: ChatCompletionRequest, result: dict[str, Any], ctx: RequestContext) -> None:
+        """Answer as OpenAI's chat API does with audio: message.audio with base64 data and a transcript."""
+        message = result["choices"][0]["message"]
+        text = (message.get("content") or "").strip()
+        if not text:
+            return
+        voice = body.audio.voice if body.audio else "alloy"
+        fmt = body.audio.format if body.audio else "wav"
+        text = text[: self._roster.config.media.max_tts_chars]
+        try:
+            speech = await self._audio.speak(text, voice, 1.0, ctx)
+        except ServiceUnavailable:
+            ctx.notes.append("I could not speak the answer")
+            return
+        data, _ = encode_speech(speech.pcm16, speech.sample_rate, fmt)
+        message["audio"] = {"id": f"audio_{ctx.request_id}", "expires_at": int(time.time()) + 3600,
+                            "data": base64.b64encode(data).decode(), "transcript": text, "format": fmt}
+
+    async def open_stream(self, body: ChatCompletionRequest, prepared: PreparedChat,
                           ctx: RequestContext) -> tuple[str, ModelStream, dict | None]:
         """A stream from the first model of the chain that produces a first chunk. A failure before
         the first chunk moves to the next model; the client sees nothing of it."""
 
         async def attempt(name: str):
-            stream = await self._roster.clients[name].stream("chat_stream", self._call(body, messages, ctx),
+            stream = await self._roster.clients[name].stream("chat_stream", self._call(body, prepared.messages, ctx),
                                                              ctx.deadline)
             try:
                 return stream, await anext(stream)
@@ -106,7 +192,7 @@ class ChatService:
                 raise
 
         try:
-            result = await first_answer(chain, attempt, ctx.deadline, is_client_error=is_client_error)
+            result = await first_answer(prepared.chain, attempt, ctx.deadline, is_client_error=is_client_error)
         except ChainExhausted as exc:
             raise exhausted("llm", exc, ctx) from None
         ctx.used(result.model, result.failures)

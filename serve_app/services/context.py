@@ -15,6 +15,7 @@ class RequestContext:
     models: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    intent: str | None = None
 
     @property
     def degraded(self) -> bool:
@@ -29,6 +30,8 @@ class RequestContext:
         out = {"x-switchboard-models": ",".join(self.models),
                "x-switchboard-model": self.models[-1] if self.models else "",
                "x-switchboard-degraded": "true" if self.degraded else "false"}
+        if self.intent:
+            out["x-switchboard-intent"] = self.intent
         if self.failures:
             out["x-switchboard-failed"] = ",".join(dict.fromkeys(f.model for f in self.failures))
         return out

