@@ -44,6 +44,15 @@ class VLLMBackend(StrictModel):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to vLLM's engine as is.")
 
 
+class TransformersBackend(StrictModel):
+    """Hugging Face transformers on CPU: a GGUF (dequantised, via `gguf_file`) or an HF model folder."""
+
+    kind: Literal["transformers"]
+    source: ModelSource
+    n_ctx: int = Field(2048, ge=128)
+    torch_threads: int = Field(1, ge=1)
+
+
 # ---- stt ---------------------------------------------------------------------------------------
 
 class FasterWhisperBackend(StrictModel):
@@ -140,14 +149,14 @@ class LocalSearchBackend(StrictModel):
 
 
 BackendSpec = Annotated[
-    Union[LlamaCppBackend, UpstreamBackend, VLLMBackend, FasterWhisperBackend, PiperBackend, EspeakBackend,
+    Union[LlamaCppBackend, UpstreamBackend, VLLMBackend, TransformersBackend, FasterWhisperBackend, PiperBackend, EspeakBackend,
           KokoroBackend, VoxCPMBackend, RapidOCRBackend, OpenAIVisionBackend, WebSearchBackend,
           LocalSearchBackend],
     Field(discriminator="kind"),
 ]
 
 FAMILY_BACKENDS: dict[str, frozenset[str]] = {
-    "llm": frozenset({"llama_cpp", "upstream", "vllm"}),
+    "llm": frozenset({"llama_cpp", "upstream", "vllm", "transformers"}),
     "router": frozenset(),
     "stt": frozenset({"faster_whisper"}),
     "tts": frozenset({"piper", "espeak", "kokoro"}),

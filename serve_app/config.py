@@ -17,6 +17,8 @@ RESERVED_MODEL_NAMES = frozenset({"auto"})
 
 from serve_app.backend_specs import FAMILY_BACKENDS, BackendSpec
 from serve_app.config_base import AutoscalingSpec, ModelSource, ResourceSpec, StrictModel
+from serve_app.resilience_config import (LLM_ONLY, LLM_ONLY_ROUTES, ROUTE_FAMILY, FaultSpec, ResilienceSpec,
+                                         Route)
 from serve_app.router_config import RouterSpec
 
 __all__ = ["AutoscalingSpec", "ModelSource", "ModelSpec", "ResourceSpec", "RouterSpec", "StrictModel",
@@ -105,6 +107,12 @@ class SwitchboardConfig(StrictModel):
     health: HealthSpec = HealthSpec()
     logging: LoggingSpec = LoggingSpec()
     router: RouterSpec = RouterSpec()
+    routes: dict[Route, list[str]] = Field(
+        default_factory=dict,
+        description="Failover chain per route, tried in order; 'llm_only' may end a chain. A route not "
+                    "listed uses its family's models in roster order (then llm_only for vision, stt, tts, search).")
+    resilience: ResilienceSpec = ResilienceSpec()
+    faults: dict[str, FaultSpec] = Field(default_factory=dict, description="Faults injected from the start.")
     media: MediaSpec = MediaSpec()
     voice_aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -119,6 +127,28 @@ class SwitchboardConfig(StrictModel):
             raise ValueError(f"duplicate model names: {dupes}")
         if not any(m.family == "llm" for m in self.models):
             raise ValueError("the roster needs at least one model of family 'llm'")
+        by_name = self.by_name()
+        for route, chain in self.routes.items():
+            family = ROUTE_FAMILY[route]
+            seen = set()
+            for i, name in enumerate(chain):
+                where = f"routes.{route}[{i}]"
+                if name in seen:
+                    raise ValueError(f"{where}: {name!r} appears twice: a chain must not loop")
+                seen.add(name)
+                if name == LLM_ONLY:
+                    if route not in LLM_ONLY_ROUTES:
+                        raise ValueError(f"{where}: 'llm_only' cannot end the {route} route")
+                    if i != len(chain) - 1:
+                        raise ValueError(f"{where}: 'llm_only' must be the last step")
+                    continue
+                if name not in by_name:
+                    raise ValueError(f"{where}: unknown model {name!r} (known: {sorted(by_name)})")
+                if by_name[name].family != family:
+                    raise ValueError(f"{where}: {name!r} is a {by_name[name].family} model, not {family}")
+        for name in self.faults:
+            if name not in by_name:
+                raise ValueError(f"faults.{name}: unknown model")
         voices = self.voices()
         for alias, voice in self.voice_aliases.items():
             if voice not in voices:
@@ -136,6 +166,13 @@ class SwitchboardConfig(StrictModel):
 
     def family(self, family: Family) -> list[ModelSpec]:
         return [m for m in self.models if m.family == family]
+
+    def chain(self, route: Route) -> tuple[list[str], bool]:
+        """The models of a route's failover chain, and whether it ends in the LLM-only path."""
+        if route in self.routes:
+            steps = self.routes[route]
+            return [s for s in steps if s != LLM_ONLY], LLM_ONLY in steps
+        return [m.name for m in self.family(ROUTE_FAMILY[route])], route in LLM_ONLY_ROUTES
 
     def by_name(self) -> dict[str, ModelSpec]:
         return {m.name: m for m in self.models}

@@ -4,8 +4,11 @@ Routes parse HTTP and hand over to the services (serve_app/services), which hold
 """
 
 import base64
+import hmac
 import logging
+import os
 import time
+from functools import partial
 from typing import Annotated, Any, AsyncIterator
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -16,7 +19,10 @@ from graphs.deadline import Deadline
 from graphs.health import HealthMonitor
 from serve_app import http_errors, sse
 from serve_app.config import SwitchboardConfig
-from serve_app.errors import InvalidRequest, SwitchboardError
+from graphs.faults import Fault
+from serve_app.errors import InvalidRequest, ModelError, ModelNotFound, SwitchboardError, Unauthorized
+from serve_app.metrics import IngressMetrics
+from serve_app.resilience_config import FaultSpec
 from serve_app.media.audio import encode_speech
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from serve_app.model_client import model_client
@@ -34,6 +40,7 @@ from serve_app.services.vision import VisionService
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DEADLINE_HEADER = "x-switchboard-deadline-ms"
+ADMIN_TOKEN_ENV = "SWITCHBOARD_ADMIN_TOKEN"
 
 
 def serve_request_id() -> str | None:
@@ -64,7 +71,8 @@ class SwitchboardIngress:
         self._config = config
         specs = config.by_name()
         clients = {name: model_client(specs[name], handle) for name, handle in handles.items()}
-        self._roster = Roster(config, clients)
+        self._metrics = IngressMetrics()
+        self._roster = Roster(config, clients, on_breaker_change=self._metrics.breaker_changed)
         self._router = RouterService(config.router, self._roster, router_handle)
         await self._router.start()
         self._audio = AudioService(self._roster)
@@ -72,7 +80,7 @@ class SwitchboardIngress:
         self._search = SearchService(self._roster)
         self._chat = ChatService(self._roster, self._router, self._audio, self._vision, self._search)
         app.state.max_body_bytes = config.limits.max_body_bytes
-        probes = {name: (specs[name].family, client.probe) for name, client in clients.items()}
+        probes = {name: (specs[name].family, partial(self._roster.probe, name)) for name in clients}
         probes["router"] = ("router", self._router.probe)
         self._health = HealthMonitor(probes, timeout_s=config.health.probe_timeout_s, cache_s=config.health.cache_s)
 
@@ -197,7 +205,54 @@ class SwitchboardIngress:
     @app.get("/api/health", summary="Deep health: every model dry-runs a tiny input")
     async def health(self):
         report = await self._health.report()
-        return JSONResponse(report, status_code=503 if report["status"] == "down" else 200)
+        breakers = self._roster.breakers
+        models = {name: {**entry, **({"breaker": breakers[name].state.value,
+                                      "failures_in_window": breakers[name].failures_in_window()}
+                                     if name in breakers else {})}
+                  for name, entry in report["models"].items()}
+        return JSONResponse({**report, "models": models}, status_code=503 if report["status"] == "down" else 200)
+
+    # ---- fault injection ------------------------------------------------------------------------
+
+    @app.put("/api/admin/faults/{model}", summary="Inject a fault into a model (needs the admin token)")
+    async def set_fault(self, model: str, body: FaultSpec, request: Request) -> dict[str, Any]:
+        self._admin(request)
+        if model not in self._roster.clients:
+            raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        self._roster.faults.set(model, Fault(**body.model_dump()))
+        logger.warning("fault injected", extra={"model": model, "fault": body.model_dump(),
+                                                 "request_id": http_errors.request_id_of(request)})
+        return {"model": model, "fault": body.model_dump()}
+
+    @app.delete("/api/admin/faults/{model}", summary="Clear a model's injected fault")
+    async def clear_fault(self, model: str, request: Request) -> dict[str, Any]:
+        self._admin(request)
+        if model not in self._roster.clients:
+            raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        self._roster.faults.clear(model)
+        logger.warning("fault cleared", extra={"model": model, "request_id": http_errors.request_id_of(request)})
+        return {"model": model, "fault": None}
+
+    @app.post("/api/admin/breakers/{model}/reset", summary="Close a model's circuit breaker by hand")
+    async def reset_breaker(self, model: str, request: Request) -> dict[str, Any]:
+        self._admin(request)
+        if model not in self._roster.breakers:
+            raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        self._roster.breakers[model].reset()
+        return {"model": model, "breaker": self._roster.breakers[model].state.value}
+
+    @app.get("/api/admin/faults", summary="The faults in force")
+    async def list_faults(self, request: Request) -> dict[str, Any]:
+        self._admin(request)
+        return {name: vars(f) for name, f in self._roster.faults.all().items()}
+
+    def _admin(self, request: Request) -> None:
+        token = os.environ.get(ADMIN_TOKEN_ENV)
+        sent = request.headers.get("authorization", "")
+        if not token:
+            raise Unauthorized(f"admin endpoints are off: set {ADMIN_TOKEN_ENV} to enable them")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("a valid bearer token is required")
 
     @app.get("/api/health/live", summary="Cheap liveness of the ingress")
     async def live(self) -> dict[str, str]:
@@ -241,8 +296,11 @@ class SwitchboardIngress:
             async for chunk in stream:
                 chunk["model"] = model
                 yield sse.event(chunk)
-        except SwitchboardError as err:
+        except Exception as exc:  # the model died mid-stream: say so, never end as if complete
             outcome = "error"
+            err = exc if isinstance(exc, SwitchboardError) else ModelError(
+                f"model {model} failed mid-stream: {getattr(exc, 'message', None) or type(exc).__name__}")
+            self._roster.breakers[model].record_failure()
             logger.error("stream broke after first token", extra={
                 "request_id": ctx.request_id, "model": model, "code": err.code, "reason": err.message})
             for line in sse.error_events(err, chunk_id=chunk_id, model=model, created=created):
@@ -253,8 +311,8 @@ class SwitchboardIngress:
             self._log_done(ctx, started, outcome)
         yield sse.DONE
 
-    @staticmethod
-    def _log_done(ctx: RequestContext, started: float, outcome: str, route: dict | None = None) -> None:
+    def _log_done(self, ctx: RequestContext, started: float, outcome: str, route: dict | None = None) -> None:
+        self._metrics.request_done(ctx.intent, ctx.models[-1] if ctx.models else None, outcome, ctx.degraded)
         logger.info("request done", extra={
             "request_id": ctx.request_id, "intent": ctx.intent, "route": route,
             "model": ctx.models[-1] if ctx.models else None, "models": ctx.models,

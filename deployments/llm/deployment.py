@@ -22,6 +22,10 @@ def make_backend(spec: ModelSpec) -> LLMBackend:
         from deployments.llm.upstream_backend import UpstreamBackend
 
         return UpstreamBackend(spec.backend)
+    if kind == "transformers":
+        from deployments.llm.transformers_backend import TransformersBackend
+
+        return TransformersBackend(spec.backend)
     if kind == "vllm":
         from deployments.llm.vllm_backend import VLLMBackend
 

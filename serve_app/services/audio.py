@@ -34,11 +34,11 @@ class AudioService:
 
     async def transcribe(self, audio: DecodedAudio, ctx: RequestContext, *, model: str | None = None,
                          language: str | None = None, prompt: str | None = None,
-                         temperature: float = 0.0) -> dict[str, Any]:
+                         temperature: float = 0.0, tail: int = 0) -> dict[str, Any]:
         chain = self._roster.chain("stt", model)
-        name, result = await self._roster.call("stt", chain, "transcribe", lambda _: TranscribeCall(
-            ctx.request_id, audio.pcm_bytes(), ctx.deadline.remaining(), language or None, prompt or None,
-            temperature), ctx)
+        name, result = await self._roster.call("stt", chain, "transcribe", lambda _, d: TranscribeCall(
+            ctx.request_id, audio.pcm_bytes(), d.remaining(), language or None, prompt or None,
+            temperature), ctx, tail=tail)
         return {**result, "model": name}
 
     def voice_names(self) -> list[str]:
@@ -65,7 +65,7 @@ class AudioService:
         return text
 
     async def speak(self, text: str, voice: str, speed: float, ctx: RequestContext, *,
-                    model: str | None = None) -> Speech:
+                    model: str | None = None, tail: int = 0) -> Speech:
         text = self.check_text(text)
         voice = self.resolve_voice(voice)
         owner = self._config.voices()[voice]
@@ -74,12 +74,12 @@ class AudioService:
             chain = [owner, *(m for m in chain if m != owner)]
         # A model without the voice speaks in its own first voice (and the answer says so).
 
-        def call_for(name: str) -> SpeechCall:
+        def call_for(name: str, deadline) -> SpeechCall:
             voices = self._roster.spec(name).backend.voices
             return SpeechCall(ctx.request_id, text, voice if voice in voices else next(iter(voices)),
-                              ctx.deadline.remaining(), speed)
+                              deadline.remaining(), speed)
 
-        name, result = await self._roster.call("tts", chain, "speak", call_for, ctx)
+        name, result = await self._roster.call("tts", chain, "speak", call_for, ctx, tail=tail)
         if result["voice"] != voice:
             ctx.notes.append(f"voice {voice!r} was unavailable; {name} spoke with {result['voice']!r}")
         return Speech(result["audio"], result["sample_rate"], name, result["voice"])
@@ -91,8 +91,8 @@ class AudioService:
             try:
                 name, result = await self._roster.call(
                     "clone", self._roster.chain("clone"), "clone",
-                    lambda _: CloneCall(ctx.request_id, text, reference.pcm_bytes(), ctx.deadline.remaining(),
-                                      reference_text), ctx)
+                    lambda _, d: CloneCall(ctx.request_id, text, reference.pcm_bytes(), d.remaining(),
+                                           reference_text), ctx, tail=1)
                 return Speech(result["audio"], result["sample_rate"], name, "cloned", cloned=True)
             except InvalidRequest:
                 raise

@@ -14,14 +14,14 @@ from typing import Any
 from deployments.calls import ChatCall
 from graphs.failover import ChainExhausted, first_answer
 from graphs.routing import RouteDecision
-from serve_app.errors import ServiceUnavailable, SwitchboardError
+from serve_app.errors import DeadlineExceeded, ServiceUnavailable, SwitchboardError
 from serve_app.media.audio import encode_speech
 from serve_app.media.image import decode_base64
 from serve_app.model_client import ModelStream
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, TextPart
 from serve_app.services.audio import AudioService
 from serve_app.services.context import RequestContext
-from serve_app.services.roster import Roster, exhausted, is_client_error
+from serve_app.services.roster import Roster, exhausted, is_client_error, is_retryable
 from serve_app.services.router import RouterService
 from serve_app.services.search import SearchService
 from serve_app.services.vision import VisionService
@@ -88,8 +88,8 @@ class ChatService:
     async def _read_image(self, data: bytes, ctx: RequestContext, reports: list[dict], model: str | None) -> str:
         n = sum(r["type"] == "image" for r in reports) + 1
         try:
-            result = await self._vision.read(data, ctx, model=model)
-        except ServiceUnavailable as exc:
+            result = await self._vision.read(data, ctx, model=model, tail=self._tail("vision"))
+        except (ServiceUnavailable, DeadlineExceeded) as exc:
             ctx.notes.append(f"I could not read image {n}")
             reports.append({"type": "image", "model": None, "error": exc.message})
             return f"[Image {n}: it could not be read]"
@@ -102,8 +102,8 @@ class ChatService:
         raw = decode_base64(part.input_audio.data, param=f"{param}.input_audio.data")
         audio = self._audio.decode(raw, param=f"{param}.input_audio.data")
         try:
-            result = await self._audio.transcribe(audio, ctx)
-        except ServiceUnavailable as exc:
+            result = await self._audio.transcribe(audio, ctx, tail=self._tail("stt"))
+        except (ServiceUnavailable, DeadlineExceeded) as exc:
             ctx.notes.append(f"I could not transcribe audio {n}")
             reports.append({"type": "audio", "model": None, "error": exc.message})
             return f"[Audio {n}: it could not be transcribed]"
@@ -133,8 +133,8 @@ class ChatService:
                             model: str | None) -> None:
         query = self._router.features(body).text.strip()[:300]
         try:
-            found = await self._search.search(query, 5, ctx, model=model)
-        except ServiceUnavailable:
+            found = await self._search.search(query, 5, ctx, model=model, tail=self._tail("search"))
+        except (ServiceUnavailable, DeadlineExceeded):
             ctx.notes.append("I could not search for current information")
             return
         prepared.reports.append({"type": "search", "model": found["model"], "results": found["results"]})
@@ -143,15 +143,21 @@ class ChatService:
             "role": "system", "content": f"Search results for the user's question:\n{listing or '(none)'}\n"
                                          "Answer from these results and cite their URLs."})
 
-    def _call(self, body: ChatCompletionRequest, messages: list[dict], ctx: RequestContext) -> ChatCall:
-        return ChatCall(request_id=ctx.request_id, messages=messages, budget_s=ctx.deadline.remaining(),
+    def _tail(self, family: str) -> int:
+        """Keep a share of the time for the LLM's answer (the LLM-only path ends these chains)."""
+        return 1 if self._roster.ends_in_llm_only(family) else 0
+
+    def _call(self, body: ChatCompletionRequest, messages: list[dict], ctx: RequestContext,
+              deadline=None) -> ChatCall:
+        budget = (deadline or ctx.deadline).remaining()
+        return ChatCall(request_id=ctx.request_id, messages=messages, budget_s=budget,
                         max_tokens=body.token_limit(), temperature=body.temperature, top_p=body.top_p,
                         stop=body.stop, seed=body.seed)
 
     async def complete(self, body: ChatCompletionRequest, prepared: PreparedChat,
                        ctx: RequestContext) -> dict[str, Any]:
         name, result = await self._roster.call("llm", prepared.chain, "chat",
-                                               lambda _: self._call(body, prepared.messages, ctx), ctx)
+                                               lambda _, d: self._call(body, prepared.messages, ctx, d), ctx)
         result["model"] = name
         if prepared.speak:
             await self._speak_answer(body, result, ctx)
@@ -168,7 +174,7 @@ class ChatService:
         text = text[: self._roster.config.media.max_tts_chars]
         try:
             speech = await self._audio.speak(text, voice, 1.0, ctx)
-        except ServiceUnavailable:
+        except (ServiceUnavailable, DeadlineExceeded):
             ctx.notes.append("I could not speak the answer")
             return
         data, _ = encode_speech(speech.pcm16, speech.sample_rate, fmt)
@@ -180,21 +186,41 @@ class ChatService:
         """A stream from the first model of the chain that produces a first chunk. A failure before
         the first chunk moves to the next model; the client sees nothing of it."""
 
-        async def attempt(name: str):
+        faults = self._roster.faults
+
+        async def attempt(name: str, share):
+            await share.run(faults.before(name))
             stream = await self._roster.clients[name].stream("chat_stream", self._call(body, prepared.messages, ctx),
                                                              ctx.deadline)
+            chunks = faults.stream(name, stream)
             try:
-                return stream, await anext(stream)
+                return stream, chunks, await share.run(anext(chunks))
             except StopAsyncIteration:
-                return stream, None
+                return stream, chunks, None
             except BaseException:
                 stream.cancel()
                 raise
 
         try:
-            result = await first_answer(prepared.chain, attempt, ctx.deadline, is_client_error=is_client_error)
+            result = await first_answer(prepared.chain, attempt, ctx.deadline, is_client_error=is_client_error,
+                                        is_retryable=is_retryable, breakers=self._roster.breakers,
+                                        retry=self._roster.retry)
         except ChainExhausted as exc:
             raise exhausted("llm", exc, ctx) from None
         ctx.used(result.model, result.failures)
-        stream, first = result.value
-        return result.model, stream, first
+        stream, chunks, first = result.value
+        return result.model, StreamHandle(stream, chunks), first
+
+
+class StreamHandle:
+    """The chunks to relay (faults applied) and the stream to cancel."""
+
+    def __init__(self, stream: ModelStream, chunks) -> None:
+        self._stream = stream
+        self._chunks = chunks
+
+    def __aiter__(self):
+        return self._chunks.__aiter__()
+
+    def cancel(self) -> None:
+        self._stream.cancel()

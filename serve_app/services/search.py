@@ -14,9 +14,9 @@ class SearchService:
         self._roster = roster
 
     async def search(self, query: str, max_results: int, ctx: RequestContext, *,
-                     model: str | None = None) -> dict[str, Any]:
+                     model: str | None = None, tail: int = 0) -> dict[str, Any]:
         chain = self._roster.chain("search", model)
         name, result = await self._roster.call(
-            "search", chain, "search", lambda _: SearchCall(ctx.request_id, query, ctx.deadline.remaining(),
-                                                            max_results), ctx)
+            "search", chain, "search", lambda _, d: SearchCall(ctx.request_id, query, d.remaining(), max_results),
+            ctx, tail=tail)
         return {"query": query, "results": result["results"], "model": name}

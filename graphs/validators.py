@@ -1,0 +1,78 @@
+"""Per-family output validators: an answer a client cannot use counts as the model's failure
+(an empty transcript, zero-length audio, an output that is not the expected object)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+class InvalidOutput(Exception):
+    def __init__(self, model: str, why: str) -> None:
+        super().__init__(f"unusable output: {why}")
+        self.model = model
+        self.message = str(self)
+
+
+def _llm(out: Any) -> str | None:
+    if not isinstance(out, dict) or not out.get("choices"):
+        return "not a chat completion"
+    message = out["choices"][0].get("message") or {}
+    if not (message.get("content") or "").strip() and not message.get("tool_calls"):
+        return "empty answer"
+    return None
+
+
+def _stt(out: Any) -> str | None:
+    if not isinstance(out, dict) or not isinstance(out.get("text"), str):
+        return "not a transcription"
+    return None if out["text"].strip() else "empty transcript"
+
+
+def _tts(out: Any) -> str | None:
+    if not isinstance(out, dict) or not isinstance(out.get("audio"), (bytes, bytearray)):
+        return "not audio"
+    return None if len(out["audio"]) > 0 else "zero-length audio"
+
+
+def _vision(out: Any) -> str | None:
+    if not isinstance(out, dict) or not isinstance(out.get("text"), str) or not isinstance(out.get("lines"), list):
+        return "not an OCR result"
+    return None
+
+
+def _search(out: Any) -> str | None:
+    if not isinstance(out, dict) or not isinstance(out.get("results"), list):
+        return "not search results"
+    if any(not isinstance(r, dict) or not {"title", "url", "snippet"} <= set(r) for r in out["results"]):
+        return "malformed search result"
+    return None
+
+
+CHECKS: dict[str, Callable[[Any], str | None]] = {"llm": _llm, "stt": _stt, "tts": _tts, "clone": _tts,
+                                                   "vision": _vision, "search": _search}
+
+
+def validate(family: str, model: str, output: Any) -> Any:
+    check = CHECKS.get(family)
+    why = check(output) if check else None
+    if why:
+        raise InvalidOutput(model, why)
+    return output
+
+
+def corrupt(family: str, output: Any, how: str) -> Any:
+    """What a broken model might send: `empty` (the right shape, nothing in it) or `garbled`."""
+    if how == "garbled":
+        return "\x00\x1b garbled \ufffd output"
+    if not isinstance(output, dict):
+        return output
+    out = dict(output)
+    if family == "llm" and out.get("choices"):
+        out["choices"] = [{**out["choices"][0], "message": {**out["choices"][0]["message"], "content": ""}}]
+    elif family in ("stt", "vision"):
+        out["text"] = ""
+    elif family in ("tts", "clone"):
+        out["audio"] = b""
+    elif family == "search":
+        out["results"] = []
+    return out
