@@ -233,6 +233,12 @@ class SwitchboardIngress:
         logger.warning("fault cleared", extra={"model": model, "request_id": http_errors.request_id_of(request)})
         return {"model": model, "fault": None}
 
+    @app.get("/api/admin/breakers", summary="Every breaker's state, without probing anything")
+    async def list_breakers(self, request: Request) -> dict[str, Any]:
+        self._admin(request)
+        return {name: {"breaker": b.state.value, "failures_in_window": b.failures_in_window()}
+                for name, b in self._roster.breakers.items()}
+
     @app.post("/api/admin/breakers/{model}/reset", summary="Close a model's circuit breaker by hand")
     async def reset_breaker(self, model: str, request: Request) -> dict[str, Any]:
         self._admin(request)
