@@ -14,11 +14,12 @@ class InvalidOutput(Exception):
 
 
 def _llm(out: Any) -> str | None:
-    if not isinstance(out, dict) or not out.get("choices"):
+    # An empty answer can be legitimate (a stop sequence, max_tokens=1), so only the shape is checked.
+    if not isinstance(out, dict) or not out.get("choices") or not isinstance(out["choices"][0], dict):
         return "not a chat completion"
-    message = out["choices"][0].get("message") or {}
-    if not (message.get("content") or "").strip() and not message.get("tool_calls"):
-        return "empty answer"
+    message = out["choices"][0].get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
+        return "not a chat completion"
     return None
 
 
@@ -63,7 +64,7 @@ def validate(family: str, model: str, output: Any) -> Any:
 def corrupt(family: str, output: Any, how: str) -> Any:
     """What a broken model might send: `empty` (the right shape, nothing in it) or `garbled`."""
     if how == "garbled":
-        return "\x00\x1b garbled \ufffd output"
+        return "\x00\x1b garbled \ufffd output"  # not the object the family answers with
     if not isinstance(output, dict):
         return output
     out = dict(output)

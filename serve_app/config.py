@@ -57,6 +57,7 @@ class IngressSpec(StrictModel):
 class LimitSpec(StrictModel):
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
     max_messages: int = Field(256, ge=1)
+    max_output_tokens: int = Field(4096, ge=1, description="A larger max_tokens is lowered to this.")
 
 
 class ImageFetchSpec(StrictModel):

@@ -23,12 +23,12 @@ from graphs.faults import Fault
 from serve_app.errors import InvalidRequest, ModelError, ModelNotFound, SwitchboardError, Unauthorized
 from serve_app.metrics import IngressMetrics
 from serve_app.resilience_config import FaultSpec
-from serve_app.media.audio import encode_speech
+from serve_app.media.audio import SPEECH_FORMATS, encode_speech
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from serve_app.model_client import model_client
 from serve_app.schemas.audio import (CloneResponse, SearchRequest, SearchResponse, SpeechFormat, SpeechRequest,
                                      TranscriptFormat, TranscriptResponse, TTSRequest, VisionResponse)
-from serve_app.schemas.chat import ChatCompletionRequest
+from serve_app.schemas.chat import ChatCompletionRequest, ErrorResponse
 from serve_app.services import transcript_formats
 from serve_app.services.audio import AudioService
 from serve_app.services.chat import ChatService
@@ -53,10 +53,19 @@ def serve_request_id() -> str | None:
         return None
 
 
+ERROR_RESPONSES = {status: {"model": ErrorResponse, "description": what} for status, what in {
+    400: "Bad input", 401: "Missing or wrong admin token", 404: "Unknown model or route", 413: "Too large",
+    415: "Unsupported media type", 503: "No model of the route could answer", 504: "The request's deadline passed",
+}.items()}
+
+SPEECH_RESPONSES = {200: {"description": "The audio, in the format asked for",
+                         "content": {mime: {} for _, _, mime in SPEECH_FORMATS.values()}}}
+
 app = FastAPI(
     title="Switchboard",
     version="0.1.0",
     description="Many AI models behind one OpenAI-compatible API, with routing and failover.",
+    responses=ERROR_RESPONSES,
 )
 app.state.max_body_bytes = 25 * 1024 * 1024
 app.add_middleware(BodyLimitMiddleware, limit=lambda: app.state.max_body_bytes)
@@ -93,7 +102,10 @@ class SwitchboardIngress:
                  for m in self._config.models]
         return {"object": "list", "data": data}
 
-    @app.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible, stream or not)")
+    @app.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible, stream or not)",
+              responses={200: {"description": "A chat.completion, or with stream: true server-sent events of "
+                                              "chat.completion.chunk", "content": {"application/json": {},
+                                                                                   "text/event-stream": {}}}})
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
         ctx = self._context(request)
         started = time.perf_counter()
@@ -134,7 +146,7 @@ class SwitchboardIngress:
         return transcript_formats.render(result, response_format, ctx.headers())
 
     @app.post("/v1/audio/speech", summary="Text to speech (OpenAI-compatible)",
-              response_class=Response, responses={200: {"content": {"audio/mpeg": {}, "audio/wav": {}}}})
+              response_class=Response, responses=SPEECH_RESPONSES)
     async def speech(self, body: SpeechRequest, request: Request):
         ctx = self._context(request)
         started = time.perf_counter()
@@ -154,8 +166,7 @@ class SwitchboardIngress:
                                               language=language)
         return JSONResponse({**result, "switchboard": ctx.summary()}, headers=ctx.headers())
 
-    @app.post("/api/voice/tts", summary="Text to speech", response_class=Response,
-              responses={200: {"content": {"audio/wav": {}}}})
+    @app.post("/api/voice/tts", summary="Text to speech", response_class=Response, responses=SPEECH_RESPONSES)
     async def tts(self, body: TTSRequest, request: Request):
         ctx = self._context(request)
         speech = await self._audio.speak(body.text, body.voice, body.speed, ctx, model=body.model)

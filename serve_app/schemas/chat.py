@@ -8,6 +8,19 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint (OpenAI's)."""
+
+    error: ErrorDetail
+
+
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["text"]
@@ -92,6 +105,8 @@ class ChatCompletionRequest(BaseModel):
         stops = [v] if isinstance(v, str) else v
         if len(stops) > 4:
             raise ValueError("at most 4 stop sequences")
+        if any(not s for s in stops):
+            raise ValueError("a stop sequence must not be empty")
         return stops
 
     def token_limit(self) -> int | None:

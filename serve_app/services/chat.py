@@ -150,8 +150,9 @@ class ChatService:
     def _call(self, body: ChatCompletionRequest, messages: list[dict], ctx: RequestContext,
               deadline=None) -> ChatCall:
         budget = (deadline or ctx.deadline).remaining()
+        cap = self._roster.config.limits.max_output_tokens
         return ChatCall(request_id=ctx.request_id, messages=messages, budget_s=budget,
-                        max_tokens=body.token_limit(), temperature=body.temperature, top_p=body.top_p,
+                        max_tokens=min(body.token_limit() or cap, cap), temperature=body.temperature, top_p=body.top_p,
                         stop=body.stop, seed=body.seed)
 
     async def complete(self, body: ChatCompletionRequest, prepared: PreparedChat,

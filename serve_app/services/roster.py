@@ -23,6 +23,7 @@ OPENAI_MODEL_FAMILIES: dict[str, Family] = {
     "tts-1": "tts", "tts-1-hd": "tts", "gpt-4o-mini-tts": "tts",
 }
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
+DEADLINE_SLACK_S = 0.05
 FAMILY_ROUTE = {"llm": "text", "vision": "vision", "stt": "stt", "tts": "tts", "search": "search", "clone": "clone"}
 
 
@@ -117,7 +118,7 @@ def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext) -> Switchbo
     """The error for a chain with no answer: 504 if the request's deadline ran out, else 503;
     either way naming what failed."""
     ctx.failures.extend(exc.failures)
-    if ctx.deadline.expired():
+    if ctx.deadline.remaining() < DEADLINE_SLACK_S:  # the last model's share ended with the request's time
         return DeadlineExceeded(f"the request's deadline passed before a {family} model answered: {exc}")
     skipped = all(isinstance(f.error, CircuitOpen) for f in exc.failures) and exc.failures
     reason = "every model's circuit breaker is open" if skipped else "no model could answer"

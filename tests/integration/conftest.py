@@ -50,7 +50,7 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
         "router": {"classifier": {"kind": "embedding", "artifact_dir": router_dir, "reload_check_s": 0.5},
                    "placement": "ingress", "min_confidence": 0.5},
         "ingress": {"resources": {"num_cpus": 0.1}},
-        "limits": {"max_body_bytes": 3_000_000},
+        "limits": {"max_body_bytes": 3_000_000, "max_output_tokens": 64},
         "media": {"max_audio_seconds": 30, "max_tts_chars": 500},
         "health": {"cache_s": 1, "probe_timeout_s": 10},
         "models": [

@@ -16,3 +16,13 @@ def test_base64_is_shortened_but_the_rest_is_kept():
 
 def test_invalid_json_is_logged_as_text():
     assert loggable_body(b'{"model": ') == '{"model": '
+
+
+def test_form_data_and_odd_objects_become_json():
+    from starlette.datastructures import FormData, UploadFile
+    import io
+
+    form = FormData([("model", "whisper-1"), ("file", UploadFile(io.BytesIO(b"x" * 10), size=10, filename="a.wav"))])
+    logged = loggable_body(form)
+    assert logged == {"model": "whisper-1", "file": "<file 'a.wav', 10 bytes>"}
+    json.dumps(loggable_body({"x": object(), 3: b"abc"}))  # never raises
