@@ -26,6 +26,7 @@ class ModelDeployment:
 
     async def __init__(self, spec: ModelSpec, backend: Any = None) -> None:
         self._spec = spec
+        self._ongoing = 0
         self._backend = backend or self.make_backend(spec)
         await self._backend.start()
         latency = await self._startup_probe()
@@ -51,11 +52,18 @@ class ModelDeployment:
         await self._backend.check()
 
     async def _within(self, budget_s: float, work: Callable[[], Awaitable[Any]]) -> Any:
-        """Run `work()` within what is left of the caller's deadline."""
+        """Run `work()` within what is left of the caller's deadline; a cancelled caller ends it."""
+        self._ongoing += 1
         try:
             return await asyncio.wait_for(work(), timeout=max(0.0, budget_s))
         except TimeoutError as exc:
             raise DeadlineExceeded(f"model {self._spec.name} ran out of time") from exc
+        finally:
+            self._ongoing -= 1
+
+    async def stats(self, _: Any = None) -> dict[str, Any]:
+        """Requests this replica is working on now (cancelled ones leave at once)."""
+        return {"model": self._spec.name, "ongoing": self._ongoing}
 
     async def __del__(self) -> None:
         await self._backend.close()

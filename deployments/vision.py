@@ -50,6 +50,58 @@ class RapidOCREngine:
         self._thread.close()
 
 
+class TesseractEngine:
+    """Tesseract through pytesseract; words grouped into lines, each with its box and mean confidence."""
+
+    def __init__(self, spec) -> None:
+        self._spec = spec
+        self._thread = EngineThread("tesseract")
+        self._ready = False
+
+    async def start(self) -> None:
+        import pytesseract
+
+        try:
+            await self._thread.run(pytesseract.get_tesseract_version)
+        except pytesseract.TesseractNotFoundError as exc:
+            raise ModelError("tesseract is not installed (Debian: apt-get install tesseract-ocr)") from exc
+        self._ready = True
+
+    async def read(self, call: VisionCall) -> dict[str, Any]:
+        import pytesseract
+        from PIL import Image
+
+        def run():
+            image = Image.open(io.BytesIO(call.image)).convert("RGB")
+            data = pytesseract.image_to_data(image, lang=self._spec.lang, config=f"--psm {self._spec.psm}",
+                                             output_type=pytesseract.Output.DICT)
+            lines: dict[tuple, dict] = {}
+            for i, word in enumerate(data["text"]):
+                if not word.strip() or float(data["conf"][i]) < 0:
+                    continue
+                key = (data["block_num"][i], data["par_num"][i], data["line_num"][i])
+                x, y, w, h = data["left"][i], data["top"][i], data["width"][i], data["height"][i]
+                line = lines.setdefault(key, {"words": [], "confs": [], "box": [x, y, x + w, y + h]})
+                line["words"].append(word)
+                line["confs"].append(float(data["conf"][i]) / 100)
+                b = line["box"]
+                line["box"] = [min(b[0], x), min(b[1], y), max(b[2], x + w), max(b[3], y + h)]
+            return [{"text": " ".join(v["words"]),
+                     "box": [[v["box"][0], v["box"][1]], [v["box"][2], v["box"][1]],
+                             [v["box"][2], v["box"][3]], [v["box"][0], v["box"][3]]],
+                     "confidence": round(sum(v["confs"]) / len(v["confs"]), 4)} for v in lines.values()]
+
+        lines = await self._thread.run(run)
+        return {"text": "\n".join(line["text"] for line in lines), "lines": lines}
+
+    async def check(self) -> None:
+        if not self._ready:
+            raise ModelError("tesseract not started")
+
+    async def close(self) -> None:
+        self._thread.close()
+
+
 class OpenAIVisionEngine:
     """A VLM behind /v1/chat/completions (vLLM serving PaddleOCR-VL or Chandra). No boxes: one line."""
 
@@ -97,7 +149,7 @@ def _mime(image: bytes) -> str:
     return "image/jpeg" if image[:3] == b"\xff\xd8\xff" else "image/png"
 
 
-ENGINES = {"rapidocr": RapidOCREngine, "openai_vision": OpenAIVisionEngine}
+ENGINES = {"rapidocr": RapidOCREngine, "tesseract": TesseractEngine, "openai_vision": OpenAIVisionEngine}
 
 
 def probe_image() -> bytes:

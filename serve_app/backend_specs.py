@@ -115,6 +115,14 @@ class RapidOCRBackend(StrictModel):
     limit_side_len: int = Field(960, ge=32, description="Det.limit_side_len with Det.limit_type=max.")
 
 
+class TesseractBackend(StrictModel):
+    """Tesseract (Debian tesseract-ocr, through pytesseract): a second, independent OCR engine."""
+
+    kind: Literal["tesseract"]
+    lang: str = "eng"
+    psm: int = Field(3, ge=0, le=13, description="Tesseract page segmentation mode.")
+
+
 class OpenAIVisionBackend(StrictModel):
     """A vision-language model behind an OpenAI-compatible chat API (PaddleOCR-VL or Chandra on vLLM)."""
 
@@ -150,7 +158,7 @@ class LocalSearchBackend(StrictModel):
 
 BackendSpec = Annotated[
     Union[LlamaCppBackend, UpstreamBackend, VLLMBackend, TransformersBackend, FasterWhisperBackend, PiperBackend, EspeakBackend,
-          KokoroBackend, VoxCPMBackend, RapidOCRBackend, OpenAIVisionBackend, WebSearchBackend,
+          KokoroBackend, VoxCPMBackend, RapidOCRBackend, TesseractBackend, OpenAIVisionBackend, WebSearchBackend,
           LocalSearchBackend],
     Field(discriminator="kind"),
 ]
@@ -161,6 +169,6 @@ FAMILY_BACKENDS: dict[str, frozenset[str]] = {
     "stt": frozenset({"faster_whisper"}),
     "tts": frozenset({"piper", "espeak", "kokoro"}),
     "clone": frozenset({"voxcpm"}),
-    "vision": frozenset({"rapidocr", "openai_vision"}),
+    "vision": frozenset({"rapidocr", "tesseract", "openai_vision"}),
     "search": frozenset({"ddgs", "bm25"}),
 }

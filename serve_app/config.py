@@ -98,6 +98,13 @@ class LoggingSpec(StrictModel):
         return self.model_dump()
 
 
+class CommitteeSpec(StrictModel):
+    margin: float = Field(0.15, ge=0, le=1, description="Top two intents this close: both are asked.")
+    mode: Literal["all", "first_valid"] = "all"
+    vision_cross_check: bool = Field(True, description="Read each chat image with every vision model at once.")
+    agreement_threshold: float = Field(0.8, ge=0, le=1, description="Below this the OCR reading is uncertain.")
+
+
 class SwitchboardConfig(StrictModel):
     """The whole application: the roster and the ingress' policies."""
 
@@ -114,6 +121,7 @@ class SwitchboardConfig(StrictModel):
                     "listed uses its family's models in roster order (then llm_only for vision, stt, tts, search).")
     resilience: ResilienceSpec = ResilienceSpec()
     faults: dict[str, FaultSpec] = Field(default_factory=dict, description="Faults injected from the start.")
+    committee: CommitteeSpec = CommitteeSpec()
     media: MediaSpec = MediaSpec()
     voice_aliases: dict[str, str] = Field(
         default_factory=dict,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, AsyncIterator
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 from ray import serve
 
 from graphs.deadline import Deadline
@@ -26,12 +27,13 @@ from serve_app.resilience_config import FaultSpec
 from serve_app.media.audio import SPEECH_FORMATS, encode_speech
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from serve_app.model_client import model_client
-from serve_app.schemas.audio import (CloneResponse, SearchRequest, SearchResponse, SpeechFormat, SpeechRequest,
+from serve_app.schemas.audio import (CloneResponse, CommitteeRequest, CommitteeResponse, SearchRequest, SearchResponse, SpeechFormat, SpeechRequest,
                                      TranscriptFormat, TranscriptResponse, TTSRequest, VisionResponse)
 from serve_app.schemas.chat import ChatCompletionRequest, ErrorResponse
 from serve_app.services import transcript_formats
 from serve_app.services.audio import AudioService
 from serve_app.services.chat import ChatService
+from serve_app.services.committee import CommitteeService
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
 from serve_app.services.router import RouterService
@@ -87,7 +89,9 @@ class SwitchboardIngress:
         self._audio = AudioService(self._roster)
         self._vision = VisionService(self._roster)
         self._search = SearchService(self._roster)
-        self._chat = ChatService(self._roster, self._router, self._audio, self._vision, self._search)
+        self._committee = CommitteeService(self._roster, self._audio, self._vision)
+        self._chat = ChatService(self._roster, self._router, self._audio, self._vision, self._search,
+                                 self._committee)
         app.state.max_body_bytes = config.limits.max_body_bytes
         probes = {name: (specs[name].family, partial(self._roster.probe, name)) for name in clients}
         probes["router"] = ("router", self._router.probe)
@@ -110,6 +114,8 @@ class SwitchboardIngress:
         ctx = self._context(request)
         started = time.perf_counter()
         prepared = await self._chat.prepare(body, ctx)
+        if prepared.committee is not None:
+            return await self._committee_chat(body, prepared, ctx, started)
         if body.stream:
             model, stream, first = await self._chat.open_stream(body, prepared, ctx)
             return StreamingResponse(self._relay(stream, first, model, ctx, started),
@@ -119,6 +125,41 @@ class SwitchboardIngress:
                                  "attachments": prepared.reports}
         self._log_done(ctx, started, "ok", prepared.decision.as_dict())
         return JSONResponse(result, headers=ctx.headers())
+
+    @app.post("/api/committee", summary="Ask several models at once (parallel, under the deadline), merge, "
+                                        "and let the LLM answer", response_model=CommitteeResponse)
+    async def committee(self, body: CommitteeRequest, request: Request):
+        ctx = self._context(request)
+        if body.deadline_ms is not None:
+            ctx.deadline = Deadline(min(body.deadline_ms, self._config.deadlines.max_ms) / 1000)
+        started = time.perf_counter()
+        try:
+            chat_body = ChatCompletionRequest.model_validate({"messages": body.messages, "max_tokens": body.max_tokens})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidRequest(f"messages: {first['msg']}", param="messages") from None
+        report = await self._committee.run(chat_body, ctx, names=body.members, mode=body.mode)
+        self._log_done(ctx, started, "ok")
+        return JSONResponse({"answer": report["answer"], "degraded": report["degraded"] or ctx.degraded,
+                             "agreement": report.get("agreement"), "uncertain": report.get("uncertain"),
+                             "members": report["members"], "merged": report["merged"],
+                             "switchboard": ctx.summary()}, headers=ctx.headers())
+
+    async def _committee_chat(self, body: ChatCompletionRequest, prepared, ctx: RequestContext, started: float):
+        report = await self._committee.run(body, ctx, intents=prepared.committee)
+        completion = {"id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion", "created": int(time.time()),
+                      "model": ctx.models[-1] if ctx.models else "committee",
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": report["answer"]},
+                                   "finish_reason": "stop"}]}
+        self._log_done(ctx, started, "ok", prepared.decision.as_dict())
+        if body.stream:
+            chunk = {**completion, "object": "chat.completion.chunk",
+                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": report["answer"]},
+                                  "finish_reason": "stop"}]}
+            return StreamingResponse(iter([sse.event(chunk), sse.DONE]), media_type="text/event-stream",
+                                     headers=ctx.headers())
+        completion["switchboard"] = {**ctx.summary(), "route": prepared.decision.as_dict(), "committee": report}
+        return JSONResponse(completion, headers=ctx.headers())
 
     @app.post("/api/classify", summary="The switchboard's routing decision for a chat body; calls no model "
                                        "but the router")
@@ -258,6 +299,13 @@ class SwitchboardIngress:
         self._roster.breakers[model].reset()
         return {"model": model, "breaker": self._roster.breakers[model].state.value}
 
+    @app.get("/api/admin/models/{model}/stats", summary="What one replica of a model is working on now")
+    async def model_stats(self, model: str, request: Request) -> dict[str, Any]:
+        self._admin(request)
+        if model not in self._roster.clients:
+            raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        return await self._roster.clients[model].call("stats", None, Deadline(5.0))
+
     @app.get("/api/admin/faults", summary="The faults in force")
     async def list_faults(self, request: Request) -> dict[str, Any]:
         self._admin(request)
@@ -334,6 +382,7 @@ class SwitchboardIngress:
             "request_id": ctx.request_id, "intent": ctx.intent, "route": route,
             "model": ctx.models[-1] if ctx.models else None, "models": ctx.models,
             "degraded": ctx.degraded, "failed": [f.model for f in ctx.failures], "outcome": outcome,
+            "agreement": ctx.agreement,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2)})
 
 

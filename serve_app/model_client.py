@@ -40,6 +40,9 @@ class ModelClient:
         response = getattr(self._handle, method).remote(payload)
         try:
             return await deadline.run(response)
+        except asyncio.CancelledError:
+            response.cancel()  # a cancelled caller cancels the replica's work too
+            raise
         except Exception as exc:
             response.cancel()
             raise translate(exc, self.name) from None

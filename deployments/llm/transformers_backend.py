@@ -5,6 +5,7 @@ take it down), and the path for HF-format models without vLLM. Loads a GGUF (deq
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from typing import Any, AsyncIterator
@@ -72,17 +73,22 @@ class TransformersBackend:
 
     async def chat(self, call: ChatCall) -> dict[str, Any]:
         self._require()
+        cancelled = threading.Event()
 
         def run():
             inputs, n = self._inputs(call)
             self._seed(call)
-            out = self._model.generate(**inputs, **self._generate_kwargs(call))
+            out = self._model.generate(**inputs, **self._generate_kwargs(call), stopping_criteria=_stop_when(cancelled))
             new = out[0][n:]
             text = self._tokenizer.decode(new, skip_special_tokens=True)
             return _trim_stop(text, call.stop), n, len(new)
 
         async with self._lock:
-            text, prompt_tokens, completion_tokens = await self._thread.run(run)
+            try:
+                text, prompt_tokens, completion_tokens = await self._thread.run(run)
+            except asyncio.CancelledError:
+                cancelled.set()  # the caller is gone: generation stops at the next token
+                raise
         finish = "length" if completion_tokens >= (call.max_tokens or DEFAULT_MAX_NEW_TOKENS) else "stop"
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                 "model": "", "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -134,6 +140,16 @@ class TransformersBackend:
     def _require(self):
         if self._model is None:
             raise ModelError("transformers model is not loaded")
+
+
+def _stop_when(event: threading.Event):
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs) -> bool:
+            return event.is_set()
+
+    return StoppingCriteriaList([Cancelled()])
 
 
 def _trim_stop(text: str, stops: list[str] | None) -> str:

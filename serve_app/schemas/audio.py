@@ -102,3 +102,35 @@ class CloneResponse(BaseModel):
     cloned: bool = Field(description="False when no clone model could answer and the plain voice spoke.")
     model: str
     switchboard: Provenance
+
+
+class CommitteeRequest(BaseModel):
+    """POST /api/committee"""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[dict] = Field(min_length=1, description="Chat messages, content parts as in chat completions.")
+    members: list[str] | None = Field(None, min_length=1, max_length=8,
+                                      description="Routes (vision, stt, search, text) or model names.")
+    mode: Literal["all", "first_valid"] | None = None
+    deadline_ms: int | None = Field(None, gt=0, description="Total deadline (capped by config).")
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+
+
+class CommitteeMember(BaseModel):
+    member: str
+    model: str | None
+    status: Literal["ok", "error", "timeout", "skipped"]
+    latency_ms: float
+    output_length: int
+    output: str
+    error: str | None
+
+
+class CommitteeResponse(BaseModel):
+    answer: str
+    degraded: bool
+    agreement: float | None = None
+    uncertain: bool | None = None
+    members: list[CommitteeMember]
+    merged: str
+    switchboard: Provenance

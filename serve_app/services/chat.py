@@ -20,6 +20,7 @@ from serve_app.media.image import decode_base64
 from serve_app.model_client import ModelStream
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, TextPart
 from serve_app.services.audio import AudioService
+from serve_app.services.committee import CommitteeService
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster, exhausted, is_client_error, is_retryable
 from serve_app.services.router import RouterService
@@ -38,12 +39,14 @@ class PreparedChat:
     messages: list[dict]
     reports: list[dict] = field(default_factory=list)
     speak: bool = False
+    committee: list[str] | None = None  # set when the committee answers: the intents it asks
 
 
 class ChatService:
     def __init__(self, roster: Roster, router: RouterService, audio: AudioService, vision: VisionService,
-                 search: SearchService) -> None:
+                 search: SearchService, committee: CommitteeService) -> None:
         self._roster = roster
+        self._committee = committee
         self._router = router
         self._audio = audio
         self._vision = vision
@@ -54,6 +57,9 @@ class ChatService:
         ctx.intent = decision.intent
         named = self._roster.specs.get(body.model)
         chain = self._roster.chain("llm", body.model if named is None or named.family == "llm" else "auto")
+        committee = self._committee_intents(body, decision)
+        if committee is not None:
+            return PreparedChat(decision, chain, [], committee=committee)
         family_model = body.model if named is not None and named.family != "llm" else None
         prepared = PreparedChat(decision, chain, [])
         for i, message in enumerate(body.messages):
@@ -85,15 +91,34 @@ class ChatService:
                                          + "; ".join(ctx.notes) + ". Say so plainly, then help as well as you can."})
         return prepared
 
+    def _committee_intents(self, body: ChatCompletionRequest, decision: RouteDecision) -> list[str] | None:
+        """When the committee answers: image and audio together, or two intents too close to call."""
+        parts = [p for m in body.messages for p in m.attachments()]
+        if any(isinstance(p, ImagePart) for p in parts) and any(isinstance(p, AudioPart) for p in parts):
+            return []
+        if decision.classifier in ("attachment", "model", "empty") or body.stream:
+            return None
+        top = sorted(decision.scores.items(), key=lambda kv: kv[1], reverse=True)[:2]
+        margin = self._roster.config.committee.margin
+        if len(top) == 2 and top[0][1] - top[1][1] <= margin and {top[0][0], top[1][0]} == {"search", "text"}:
+            return [top[0][0], top[1][0]]
+        return None
+
     async def _read_image(self, data: bytes, ctx: RequestContext, reports: list[dict], model: str | None) -> str:
         n = sum(r["type"] == "image" for r in reports) + 1
+        cross_check = model is None and self._committee.spec.vision_cross_check and \
+            len(self._committee.vision_models()) >= 2
         try:
-            result = await self._vision.read(data, ctx, model=model, tail=self._tail("vision"))
+            result = await (self._committee.cross_read(data, ctx) if cross_check else
+                            self._vision.read(data, ctx, model=model, tail=self._tail("vision")))
         except (ServiceUnavailable, DeadlineExceeded) as exc:
             ctx.notes.append(f"I could not read image {n}")
             reports.append({"type": "image", "model": None, "error": exc.message})
             return f"[Image {n}: it could not be read]"
-        reports.append({"type": "image", "model": result["model"], "text": result["text"]})
+        report = {"type": "image", "model": result["model"], "text": result["text"]}
+        if "agreement" in result:
+            report.update(agreement=result["agreement"], uncertain=result["uncertain"])
+        reports.append(report)
         text = result["text"] or "(no text found)"
         return f"[Image {n}, the text on it as read by OCR:]\n{text}\n[End of image {n}]"
 

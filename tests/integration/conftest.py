@@ -71,6 +71,8 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
              "backend": {"kind": "espeak", "voices": {"espeak": "en-us"}}},
             {"name": "rapidocr", "family": "vision", "resources": {"num_cpus": 0.1},
              "backend": {"kind": "rapidocr"}},
+            {"name": "tesseract", "family": "vision", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "tesseract"}},
             # Tests send traffic to loopback only: the web backend goes through a proxy address
             # where nothing listens, so it fails at once, as it does with no network.
             {"name": "web", "family": "search", "resources": {"num_cpus": 0.1},

@@ -1,0 +1,185 @@
+"""The committee in the ingress: builds members from a request (each member through its own chain
+and breakers), convenes them (graphs/committee.py), merges, and lets the LLM write the answer.
+Two vision engines reading the same image give an agreement score: the uncertainty signal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployments.calls import ChatCall, SearchCall, TranscribeCall, VisionCall
+from graphs.committee import Member, agreement, convene, merge
+from graphs.deadline import Deadline
+from serve_app.errors import DeadlineExceeded, InvalidRequest, ServiceUnavailable
+from serve_app.media.audio import DecodedAudio
+from serve_app.media.image import decode_base64
+from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart
+from serve_app.services.audio import AudioService
+from serve_app.services.context import RequestContext
+from serve_app.services.roster import Roster
+from serve_app.services.vision import VisionService
+
+ROUTES = ("vision", "stt", "search", "text")
+FINAL_TURN_RESERVE_S = 2.0
+ROUTE_FAMILY = {"vision": "vision", "stt": "stt", "search": "search", "text": "llm"}
+INTENT_ROUTE = {"search": "search", "text": "text"}  # intents a text-only request can be asked as
+
+
+class CommitteeService:
+    def __init__(self, roster: Roster, audio: AudioService, vision: VisionService) -> None:
+        self._roster = roster
+        self._audio = audio
+        self._vision = vision
+        self.spec = roster.config.committee
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    async def inputs(self, body: ChatCompletionRequest, ctx: RequestContext) -> tuple[list[bytes], list[DecodedAudio]]:
+        """Every image and audio part, fetched, decoded and checked before any member runs."""
+        images, audios = [], []
+        for i, message in enumerate(body.messages):
+            for j, part in enumerate(message.attachments()):
+                param = f"messages.{i}.content"
+                if isinstance(part, ImagePart):
+                    images.append(await self._vision.load(part.image_url.url, ctx, param=f"{param}.image_url.url"))
+                elif isinstance(part, AudioPart):
+                    raw = decode_base64(part.input_audio.data, param=f"{param}.input_audio.data")
+                    audios.append(self._audio.decode(raw, param=f"{param}.input_audio.data"))
+        return images, audios
+
+    def default_members(self, images: list, audios: list, intents: list[str] = ()) -> list[str]:
+        names: list[str] = []
+        if images:
+            names += self.vision_models() if self.spec.vision_cross_check else ["vision"]
+        if audios:
+            names.append("stt")
+        names += [INTENT_ROUTE[i] for i in intents if i in INTENT_ROUTE and INTENT_ROUTE[i] not in names]
+        return names
+
+    def vision_models(self) -> list[str]:
+        return self._roster.chain("vision")
+
+    # ---- members --------------------------------------------------------------------------
+
+    def member(self, name: str, body: ChatCompletionRequest, images: list[bytes], audios: list[DecodedAudio],
+               ctx: RequestContext) -> Member:
+        """A member is a route (its whole failover chain) or one model (with its breaker)."""
+        if name in ROUTES:
+            family, models = ROUTE_FAMILY[name], None
+        elif name in self._roster.specs and self._roster.specs[name].family in ROUTE_FAMILY.values():
+            family, models = self._roster.specs[name].family, [name]
+        else:
+            raise InvalidRequest(f"unknown committee member {name!r}; use a route ({', '.join(ROUTES)}) or a "
+                                 f"model of one", param="members")
+        chain = models or self._roster.chain(family)
+        text = _user_text(body)
+
+        async def call(method: str, payload) -> tuple[str, Any]:
+            sub = RequestContext(ctx.request_id, ctx.deadline)
+            name_, out = await self._roster.call(family, chain, method, payload, sub)
+            ctx.failures.extend(sub.failures)
+            return name_, out
+
+        async def run(deadline: Deadline) -> tuple[str, str]:
+            return await deadline.run(work())
+
+        async def work() -> tuple[str, str]:
+            if family == "vision":
+                if not images:
+                    raise InvalidRequest("no image to read")
+                outs = [await call("read", lambda _n, d, im=im: VisionCall(ctx.request_id, im, d.remaining()))
+                        for im in images]
+                return outs[0][0], "\n\n".join(o["text"] for _, o in outs)
+            if family == "stt":
+                if not audios:
+                    raise InvalidRequest("no audio to transcribe")
+                outs = [await call("transcribe", lambda _n, d, a=a: TranscribeCall(ctx.request_id, a.pcm_bytes(),
+                                                                                   d.remaining()))
+                        for a in audios]
+                return outs[0][0], "\n\n".join(o["text"] for _, o in outs)
+            if family == "search":
+                model, out = await call("search", lambda _n, d: SearchCall(ctx.request_id, text[:300], d.remaining()))
+                return model, "\n".join(f"- {r['title']} ({r['url']}): {r['snippet']}" for r in out["results"])
+            model, out = await call("chat", lambda _n, d: ChatCall(
+                ctx.request_id, [{"role": "user", "content": text}], d.remaining(), max_tokens=128, temperature=0))
+            return model, out["choices"][0]["message"]["content"] or ""
+
+        return Member(name, run)
+
+    # ---- the whole committee --------------------------------------------------------------
+
+    async def run(self, body: ChatCompletionRequest, ctx: RequestContext, *, names: list[str] | None = None,
+                  mode: str | None = None, intents: list[str] = ()) -> dict[str, Any]:
+        images, audios = await self.inputs(body, ctx)
+        names = names or self.default_members(images, audios, intents)
+        if not names:
+            raise InvalidRequest("no committee members for this request: name them in 'members'", param="members")
+        members = [self.member(n, body, images, audios, ctx) for n in dict.fromkeys(names)]
+        # The members get the deadline less a reserve for the final LLM turn.
+        remaining = ctx.deadline.remaining()
+        results = await convene(members, Deadline(remaining - min(FINAL_TURN_RESERVE_S, remaining / 4)),
+                                mode or self.spec.mode)
+        for r in results:
+            if r.status == "ok" and r.model:
+                ctx.used(r.model)
+        report: dict[str, Any] = {"members": [r.as_dict() for r in results]}
+        readings = [r for r in results if r.status == "ok" and r.model in self.vision_models()]
+        if len(readings) >= 2:
+            report["agreement"] = agreement(readings[0].output, readings[1].output)
+            report["uncertain"] = report["agreement"] < self.spec.agreement_threshold
+            ctx.agreement = report["agreement"]
+        merged = merge(results)
+        report["merged"] = merged
+        answer, degraded = await self._final_turn(body, merged, ctx)
+        report["answer"] = answer
+        report["degraded"] = degraded or any(r.status != "ok" for r in results)
+        return report
+
+    async def cross_read(self, image: bytes, ctx: RequestContext) -> dict[str, Any]:
+        """Every vision model reads the same image at once; the first in chain order that answered is
+        the reading, and two readings give the agreement score."""
+        models = self.vision_models()
+        members = [self._vision_member(m, image, ctx) for m in models]
+        results = await convene(members, ctx.deadline, "all")
+        ok = [r for r in results if r.status == "ok"]
+        if not ok:
+            raise ServiceUnavailable("no vision model could read the image: " +
+                                     "; ".join(f"{r.name}: {r.error}" for r in results), code="all_models_failed")
+        reading = {"model": ok[0].model, "text": ok[0].output, "members": [r.as_dict() for r in results]}
+        if len(ok) >= 2:
+            reading["agreement"] = agreement(ok[0].output, ok[1].output)
+            reading["uncertain"] = reading["agreement"] < self.spec.agreement_threshold
+            ctx.agreement = reading["agreement"]
+        for r in ok:
+            ctx.used(r.model)
+        return reading
+
+    def _vision_member(self, model: str, image: bytes, ctx: RequestContext) -> Member:
+        async def run(deadline: Deadline) -> tuple[str, str]:
+            sub = RequestContext(ctx.request_id, deadline)
+            name, out = await deadline.run(self._roster.call(
+                "vision", [model], "read", lambda _n, d: VisionCall(ctx.request_id, image, d.remaining()), sub))
+            ctx.failures.extend(sub.failures)
+            return name, out["text"]
+
+        return Member(model, run, valid=lambda text: True)  # an image with no text is a valid reading
+
+    async def _final_turn(self, body: ChatCompletionRequest, merged: str, ctx: RequestContext) -> tuple[str, bool]:
+        messages = [{"role": "system", "content": "Several models looked at the user's request. Their findings, "
+                                                  "each between its own delimiters:\n\n" + merged +
+                                                  "\n\nAnswer the user from these findings."},
+                    {"role": "user", "content": _user_text(body) or "(no text)"}]
+        cap = self._roster.config.limits.max_output_tokens
+        try:
+            _, result = await self._roster.call("llm", self._roster.chain("llm"), "chat", lambda _n, d: ChatCall(
+                ctx.request_id, messages, d.remaining(), max_tokens=min(body.token_limit() or cap, cap),
+                temperature=body.temperature, seed=body.seed), ctx)
+        except (ServiceUnavailable, DeadlineExceeded):
+            ctx.notes.append("the LLM could not write the answer; the members' merged findings are returned")
+            return merged, True
+        return result["choices"][0]["message"]["content"] or "", False
+
+
+def _user_text(body: ChatCompletionRequest) -> str:
+    users = [m for m in body.messages if m.role == "user"]
+    return users[-1].text() if users else ""
+

@@ -1,0 +1,105 @@
+"""The committee on the real service: parallel members, dumb merge, final LLM turn, cancellation
+that reaches the replicas, validators, and two OCR engines checking each other."""
+
+import base64
+import io
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.integration.conftest import ADMIN_TOKEN, wait_until
+from tests.integration.media import text_image, words
+
+pytestmark = pytest.mark.integration
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def http(switchboard):
+    with httpx.Client(base_url=switchboard, timeout=120) as c:
+        yield c
+        for model in ("tesseract", "rapidocr", "smollm2", "smollm2-hf"):
+            c.delete(f"/api/admin/faults/{model}", headers=AUTH)
+            c.post(f"/api/admin/breakers/{model}/reset", headers=AUTH)
+
+
+def image_part(png):
+    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}}
+
+
+def rotated(png, degrees):
+    image = Image.open(io.BytesIO(png)).rotate(degrees, expand=True, fillcolor="white")
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_image_and_audio_are_answered_by_the_committee(http):
+    sentence = "The delivery is at the north entrance."
+    wav = http.post("/v1/audio/speech", json={"input": sentence, "voice": "joe", "response_format": "wav"}).content
+    r = http.post("/v1/chat/completions", json={"max_tokens": 40, "temperature": 0, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Where is the delivery and what is the invoice number?"},
+        image_part(text_image("Invoice number 4471")),
+        {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"}}]}]})
+    assert r.status_code == 200
+    committee = r.json()["switchboard"]["committee"]
+    by = {m["member"]: m for m in committee["members"]}
+    assert set(by) == {"rapidocr", "tesseract", "stt"} and all(m["status"] == "ok" for m in by.values())
+    assert by["rapidocr"]["output"] == "Invoice number 4471" and committee["agreement"] == 1.0
+    assert words(by["stt"]["output"]) == words(sentence)
+    assert "Invoice number 4471" in committee["merged"] and "north entrance" in committee["merged"]
+    assert r.json()["choices"][0]["message"]["content"].strip()  # the LLM's final turn
+    models = r.headers["x-switchboard-models"].split(",")
+    assert {"rapidocr", "tesseract", "whisper-tiny", "smollm2"} <= set(models)
+
+
+def test_first_valid_returns_the_first_and_cancels_the_rest(http):
+    body = {"members": ["rapidocr", "smollm2-hf"], "mode": "first_valid", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Write a long story about a lighthouse keeper and the sea, in many paragraphs."},
+        image_part(text_image("Order 2231 shipped"))]}]}
+    r = http.post("/api/committee", json=body)
+    assert r.status_code == 200
+    by = {m["member"]: m for m in r.json()["members"]}
+    assert by["rapidocr"]["status"] == "ok" and by["rapidocr"]["output"] == "Order 2231 shipped"
+    assert by["smollm2-hf"]["status"] == "skipped" and by["smollm2-hf"]["output_length"] == 0
+    # the cancellation reached the replica: nothing left running there
+    stats = lambda: http.get("/api/admin/models/smollm2-hf/stats", headers=AUTH).json()  # noqa: E731
+    wait_until(lambda: stats()["ongoing"] == 0, 10, "smollm2-hf idle")
+
+
+def test_a_corrupted_member_output_is_rejected(http):
+    assert http.put("/api/admin/faults/tesseract", json={"corrupt": "garbled"}, headers=AUTH).status_code == 200
+    body = {"members": ["rapidocr", "tesseract"], "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "read it"}, image_part(text_image("Gate B12"))]}]}
+    r = http.post("/api/committee", json=body)
+    assert r.status_code == 200
+    result = r.json()
+    by = {m["member"]: m for m in result["members"]}
+    assert by["rapidocr"]["status"] == "ok"
+    assert by["tesseract"]["status"] == "error" and "unusable output" in by["tesseract"]["error"]
+    assert result["degraded"] is True and result["agreement"] is None
+
+
+def test_agreement_is_high_for_a_clean_image_and_low_when_the_engines_disagree(http):
+    clean = text_image("Invoice number 4471")
+    for png, check in ((clean, lambda a: a == 1.0), (rotated(clean, 20), lambda a: a < 0.8)):
+        r = http.post("/v1/chat/completions", json={"max_tokens": 8, "temperature": 0, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "What does it say?"}, image_part(png)]}]})
+        assert r.status_code == 200
+        report = r.json()["switchboard"]["attachments"][0]
+        assert check(report["agreement"]), report
+        assert report["uncertain"] is (report["agreement"] < 0.8)
+
+
+def test_a_hung_member_is_reported_as_timeout_within_the_deadline(http):
+    assert http.put("/api/admin/faults/tesseract", json={"hang": True}, headers=AUTH).status_code == 200
+    body = {"members": ["rapidocr", "tesseract"], "deadline_ms": 3000, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "read it"}, image_part(text_image("Gate B12"))]}]}
+    started = time.monotonic()
+    r = http.post("/api/committee", json=body)
+    assert r.status_code == 200 and time.monotonic() - started < 3.0 + 1.0
+    by = {m["member"]: m for m in r.json()["members"]}
+    assert by["rapidocr"]["status"] == "ok" and by["tesseract"]["status"] == "timeout"
+    assert r.json()["degraded"] is True
