@@ -21,6 +21,14 @@ Mode = Literal["all", "first_valid"]
 Status = Literal["ok", "error", "timeout", "skipped"]
 
 
+class MemberSkipped(Exception):
+    """The member was not asked (e.g. its models' breakers are all open)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Member:
     name: str  # a label: the route or model asked
@@ -54,6 +62,8 @@ async def convene(members: list[Member], deadline: Deadline, mode: Mode = "all")
             model, text = await member.run(deadline)
         except asyncio.CancelledError:
             raise
+        except MemberSkipped as exc:
+            return MemberResult(member.name, "skipped", elapsed(), error=exc.message)
         except Exception as exc:  # a failing member is reported, never fatal
             return MemberResult(member.name, "error", elapsed(), error=getattr(exc, "message", None) or str(exc))
         if not member.valid(text):

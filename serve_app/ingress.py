@@ -142,7 +142,8 @@ class SwitchboardIngress:
         self._log_done(ctx, started, "ok")
         return JSONResponse({"answer": report["answer"], "degraded": report["degraded"] or ctx.degraded,
                              "agreement": report.get("agreement"), "uncertain": report.get("uncertain"),
-                             "members": report["members"], "merged": report["merged"],
+                             "members": report["members"], "members_wall_ms": report["members_wall_ms"],
+                             "merged": report["merged"],
                              "switchboard": ctx.summary()}, headers=ctx.headers())
 
     async def _committee_chat(self, body: ChatCompletionRequest, prepared, ctx: RequestContext, started: float):

@@ -132,5 +132,6 @@ class CommitteeResponse(BaseModel):
     agreement: float | None = None
     uncertain: bool | None = None
     members: list[CommitteeMember]
+    members_wall_ms: float = Field(description="Wall time of the parallel members (before the final turn).")
     merged: str
     switchboard: Provenance

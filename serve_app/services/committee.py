@@ -4,10 +4,11 @@ Two vision engines reading the same image give an agreement score: the uncertain
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from deployments.calls import ChatCall, SearchCall, TranscribeCall, VisionCall
-from graphs.committee import Member, agreement, convene, merge
+from graphs.committee import Member, MemberSkipped, agreement, convene, merge
 from graphs.deadline import Deadline
 from serve_app.errors import DeadlineExceeded, InvalidRequest, ServiceUnavailable
 from serve_app.media.audio import DecodedAudio
@@ -75,8 +76,14 @@ class CommitteeService:
 
         async def call(method: str, payload) -> tuple[str, Any]:
             sub = RequestContext(ctx.request_id, ctx.deadline)
-            name_, out = await self._roster.call(family, chain, method, payload, sub)
-            ctx.failures.extend(sub.failures)
+            try:
+                name_, out = await self._roster.call(family, chain, method, payload, sub)
+            except ServiceUnavailable as exc:
+                if exc.code == "circuit_open":
+                    raise MemberSkipped(exc.message) from None
+                raise
+            finally:
+                ctx.failures.extend(sub.failures)
             return name_, out
 
         async def run(deadline: Deadline) -> tuple[str, str]:
@@ -116,12 +123,14 @@ class CommitteeService:
         members = [self.member(n, body, images, audios, ctx) for n in dict.fromkeys(names)]
         # The members get the deadline less a reserve for the final LLM turn.
         remaining = ctx.deadline.remaining()
+        started = time.perf_counter()
         results = await convene(members, Deadline(remaining - min(FINAL_TURN_RESERVE_S, remaining / 4)),
                                 mode or self.spec.mode)
+        members_wall_ms = round((time.perf_counter() - started) * 1000, 2)
         for r in results:
             if r.status == "ok" and r.model:
                 ctx.used(r.model)
-        report: dict[str, Any] = {"members": [r.as_dict() for r in results]}
+        report: dict[str, Any] = {"members": [r.as_dict() for r in results], "members_wall_ms": members_wall_ms}
         readings = [r for r in results if r.status == "ok" and r.model in self.vision_models()]
         if len(readings) >= 2:
             report["agreement"] = agreement(readings[0].output, readings[1].output)
@@ -156,9 +165,15 @@ class CommitteeService:
     def _vision_member(self, model: str, image: bytes, ctx: RequestContext) -> Member:
         async def run(deadline: Deadline) -> tuple[str, str]:
             sub = RequestContext(ctx.request_id, deadline)
-            name, out = await deadline.run(self._roster.call(
-                "vision", [model], "read", lambda _n, d: VisionCall(ctx.request_id, image, d.remaining()), sub))
-            ctx.failures.extend(sub.failures)
+            try:
+                name, out = await deadline.run(self._roster.call(
+                    "vision", [model], "read", lambda _n, d: VisionCall(ctx.request_id, image, d.remaining()), sub))
+            except ServiceUnavailable as exc:
+                if exc.code == "circuit_open":
+                    raise MemberSkipped(exc.message) from None
+                raise
+            finally:
+                ctx.failures.extend(sub.failures)
             return name, out["text"]
 
         return Member(model, run, valid=lambda text: True)  # an image with no text is a valid reading

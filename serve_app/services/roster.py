@@ -120,6 +120,6 @@ def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext) -> Switchbo
     ctx.failures.extend(exc.failures)
     if ctx.deadline.remaining() < DEADLINE_SLACK_S:  # the last model's share ended with the request's time
         return DeadlineExceeded(f"the request's deadline passed before a {family} model answered: {exc}")
-    skipped = all(isinstance(f.error, CircuitOpen) for f in exc.failures) and exc.failures
-    reason = "every model's circuit breaker is open" if skipped else "no model could answer"
-    return ServiceUnavailable(f"{family}: {reason}: {exc}", code="all_models_failed")
+    if exc.failures and all(isinstance(f.error, CircuitOpen) for f in exc.failures):
+        return ServiceUnavailable(f"{family}: every model's circuit breaker is open: {exc}", code="circuit_open")
+    return ServiceUnavailable(f"{family}: no model could answer: {exc}", code="all_models_failed")
