@@ -6,10 +6,10 @@ naming the model otherwise (replica death, actor errors), DeadlineExceeded on ti
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, AsyncIterator
-
 import time
+from typing import Any, AsyncIterator
 
 from deployments.calls import PROBE_CALL, ChatCall
 from graphs.deadline import Deadline, DeadlineExpired

@@ -10,7 +10,8 @@ from typing import Any
 from deployments.calls import ChatCall, SearchCall, TranscribeCall, VisionCall
 from graphs.committee import Member, MemberSkipped, agreement, convene, merge
 from graphs.deadline import Deadline
-from serve_app.errors import DeadlineExceeded, InvalidRequest, ServiceUnavailable
+from graphs.failover import Failure
+from serve_app.errors import DeadlineExceeded, InvalidRequest, ModelError, ServiceUnavailable
 from serve_app.media.audio import DecodedAudio
 from serve_app.media.image import decode_base64
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart
@@ -130,6 +131,8 @@ class CommitteeService:
         for r in results:
             if r.status == "ok" and r.model:
                 ctx.used(r.model)
+            elif r.status == "timeout":
+                ctx.failures.append(Failure(r.name, DeadlineExceeded(f"{r.name}: no answer before the deadline")))
         report: dict[str, Any] = {"members": [r.as_dict() for r in results], "members_wall_ms": members_wall_ms}
         readings = [r for r in results if r.status == "ok" and r.model in self.vision_models()]
         if len(readings) >= 2:
@@ -148,7 +151,9 @@ class CommitteeService:
         the reading, and two readings give the agreement score."""
         models = self.vision_models()
         members = [self._vision_member(m, image, ctx) for m in models]
-        results = await convene(members, ctx.deadline, "all")
+        # The readers get half of what is left: the LLM-only answer needs the other half.
+        results = await convene(members, Deadline(ctx.deadline.remaining() / 2), "all")
+        ctx.failures.extend(Failure(r.name, ModelError(r.error or r.status)) for r in results if r.status != "ok")
         ok = [r for r in results if r.status == "ok"]
         if not ok:
             raise ServiceUnavailable("no vision model could read the image: " +
@@ -172,8 +177,6 @@ class CommitteeService:
                 if exc.code == "circuit_open":
                     raise MemberSkipped(exc.message) from None
                 raise
-            finally:
-                ctx.failures.extend(sub.failures)
             return name, out["text"]
 
         return Member(model, run, valid=lambda text: True)  # an image with no text is a valid reading

@@ -64,5 +64,5 @@ def test_upstream_400_body_reaches_the_client(client):
 
 def test_models_list(client):
     ids = {m.id for m in client.models.list()}
-    assert ids == {"auto", "smollm2", "smollm2-hf", "smollm2-upstream", "whisper-tiny", "piper", "espeak", "rapidocr", "web",
+    assert ids == {"auto", "smollm2", "smollm2-hf", "smollm2-upstream", "whisper-tiny", "piper", "espeak", "rapidocr", "tesseract", "web",
                    "local"}

@@ -22,9 +22,10 @@ def test_chat_with_an_image_of_printed_text(client):
         {"role": "user", "content": [{"type": "text", "text": "What does the image say?"},
                                      {"type": "image_url", "image_url": {"url": url}}]}])
     result = raw.parse()
-    assert raw.headers["x-switchboard-models"] == "rapidocr,smollm2"
+    assert raw.headers["x-switchboard-models"] == "rapidocr,tesseract,smollm2"
     report = result.model_extra["switchboard"]["attachments"][0]
-    assert report == {"type": "image", "model": "rapidocr", "text": "Invoice number 4471"}
+    assert report == {"type": "image", "model": "rapidocr", "text": "Invoice number 4471", "agreement": 1.0,
+                      "uncertain": False}
     assert "4471" in result.choices[0].message.content
 
 
@@ -51,5 +52,5 @@ def test_image_chat_streams_too(switchboard):
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                      {"type": "text", "text": "Which gate?"}]}]}
     r = httpx.post(f"{switchboard}/v1/chat/completions", json=body, timeout=60)
-    assert r.status_code == 200 and r.headers["x-switchboard-models"] == "rapidocr,smollm2"
+    assert r.status_code == 200 and r.headers["x-switchboard-models"] == "rapidocr,tesseract,smollm2"
     assert r.text.rstrip().endswith("data: [DONE]")
