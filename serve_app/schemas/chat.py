@@ -111,7 +111,3 @@ class ChatCompletionRequest(BaseModel):
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
-
-    def plain_messages(self) -> list[dict[str, Any]]:
-        """Messages as role/content text, the shape every backend takes."""
-        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]

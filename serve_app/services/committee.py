@@ -78,14 +78,9 @@ class CommitteeService:
         async def call(method: str, payload) -> tuple[str, Any]:
             sub = RequestContext(ctx.request_id, ctx.deadline)
             try:
-                name_, out = await self._roster.call(family, chain, method, payload, sub)
-            except ServiceUnavailable as exc:
-                if exc.code == "circuit_open":
-                    raise MemberSkipped(exc.message) from None
-                raise
+                return await _skipped_if_open(self._roster.call(family, chain, method, payload, sub))
             finally:
                 ctx.failures.extend(sub.failures)
-            return name_, out
 
         async def run(deadline: Deadline) -> tuple[str, str]:
             return await deadline.run(work())
@@ -170,13 +165,8 @@ class CommitteeService:
     def _vision_member(self, model: str, image: bytes, ctx: RequestContext) -> Member:
         async def run(deadline: Deadline) -> tuple[str, str]:
             sub = RequestContext(ctx.request_id, deadline)
-            try:
-                name, out = await deadline.run(self._roster.call(
-                    "vision", [model], "read", lambda _n, d: VisionCall(ctx.request_id, image, d.remaining()), sub))
-            except ServiceUnavailable as exc:
-                if exc.code == "circuit_open":
-                    raise MemberSkipped(exc.message) from None
-                raise
+            name, out = await deadline.run(_skipped_if_open(self._roster.call(
+                "vision", [model], "read", lambda _n, d: VisionCall(ctx.request_id, image, d.remaining()), sub)))
             return name, out["text"]
 
         return Member(model, run, valid=lambda text: True)  # an image with no text is a valid reading
@@ -201,3 +191,12 @@ def _user_text(body: ChatCompletionRequest) -> str:
     users = [m for m in body.messages if m.role == "user"]
     return users[-1].text() if users else ""
 
+
+async def _skipped_if_open(call):
+    """A member whose every model has an open breaker is skipped, not failed."""
+    try:
+        return await call
+    except ServiceUnavailable as exc:
+        if exc.code == "circuit_open":
+            raise MemberSkipped(exc.message) from None
+        raise

@@ -70,3 +70,27 @@ def test_gpu_upstream_roster_builds_without_gpu_for_the_llm():
     apriel = built["llm-apriel"]
     assert apriel._replica_config.ray_actor_options.get("num_gpus", 0) == 0
     assert apriel._deployment_config.autoscaling_config.max_replicas == 4
+    # the GPU models of the other families get their GPU share and autoscaling from config
+    gpus = {name: d._replica_config.ray_actor_options.get("num_gpus", 0) for name, d in built.items()}
+    assert (gpus["stt-whisper-large"], gpus["tts-kokoro"], gpus["clone-voxcpm"]) == (0.2, 0.1, 0.2)
+    assert built["stt-whisper-large"]._deployment_config.autoscaling_config.max_replicas == 2
+    assert config.chain("vision") == (["paddleocr-vl", "rapidocr", "tesseract"], True)
+    assert config.voice_aliases["alloy"] == "heart"
+
+
+def test_gpu_backends_load_their_engines_lazily_and_name_what_is_missing():
+    """The GPU engines' code imports its library only when started; without it (CPU machine) the
+    deployment fails with the import error, the behaviour a misconfigured GPU node would show."""
+    import asyncio
+
+    from deployments.clone import VoxCPMEngine
+    from deployments.tts import KokoroEngine
+
+    config = load_serve_config("cluster/gpu-upstream.yaml")["switchboard"]
+    specs = config.by_name()
+    for engine, module in ((KokoroEngine(specs["kokoro"].backend), "kokoro"),
+                           (VoxCPMEngine(specs["voxcpm"].backend), "voxcpm")):
+        if importlib.util.find_spec(module) is not None:
+            pytest.skip(f"{module} is installed here")
+        with pytest.raises(ImportError, match=module):
+            asyncio.run(engine.start())
