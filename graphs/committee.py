@@ -65,6 +65,8 @@ async def convene(members: list[Member], deadline: Deadline, mode: Mode = "all")
         except MemberSkipped as exc:
             return MemberResult(member.name, "skipped", elapsed(), error=exc.message)
         except Exception as exc:  # a failing member is reported, never fatal
+            if isinstance(exc, TimeoutError) or getattr(exc, "code", None) == "deadline_exceeded":
+                return MemberResult(member.name, "timeout", elapsed(), error="no answer before the deadline")
             return MemberResult(member.name, "error", elapsed(), error=getattr(exc, "message", None) or str(exc))
         if not member.valid(text):
             return MemberResult(member.name, "error", elapsed(), model, text, "output failed validation")

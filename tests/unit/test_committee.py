@@ -58,3 +58,11 @@ def test_agreement():
     assert agreement("Invoice number 4471", "Invoice number 4411") == round(1 - 1 / 19, 4)
     assert agreement("Invoice number 4471", "") == 0.0
     assert character_error_rate("abc", "xyz") == 1.0
+
+
+async def test_a_member_that_runs_out_of_its_own_time_is_a_timeout():
+    async def run(deadline):
+        await deadline.run(asyncio.Event().wait())
+
+    (result,) = await convene([Member("m", run)], Deadline(0.05), "all")
+    assert result.status == "timeout"
