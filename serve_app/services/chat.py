@@ -14,7 +14,7 @@ from typing import Any
 from deployments.calls import ChatCall
 from graphs.failover import ChainExhausted, first_answer
 from graphs.routing import RouteDecision
-from serve_app.errors import DeadlineExceeded, ServiceUnavailable, SwitchboardError
+from serve_app.errors import DeadlineExceeded, InvalidRequest, ServiceUnavailable, SwitchboardError
 from serve_app.media.audio import encode_speech
 from serve_app.media.image import decode_base64
 from serve_app.model_client import ModelStream
@@ -53,6 +53,9 @@ class ChatService:
         self._search = search
 
     async def prepare(self, body: ChatCompletionRequest, ctx: RequestContext) -> PreparedChat:
+        limit = self._roster.config.limits.max_messages
+        if len(body.messages) > limit:
+            raise InvalidRequest(f"{len(body.messages)} messages, over the limit of {limit}", param="messages")
         decision = await self._router.decide(body, ctx.deadline)
         ctx.intent = decision.intent
         named = self._roster.specs.get(body.model)

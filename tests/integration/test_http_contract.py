@@ -52,6 +52,11 @@ def test_bad_requests_get_openai_shaped_4xx(http, payload, status, param):
     assert r.headers["x-request-id"]
 
 
+def test_too_many_messages_is_400(http):
+    r = http.post("/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": "x"}] * 300})
+    assert r.status_code == 400 and "over the limit of 256" in r.json()["error"]["message"]
+
+
 def test_body_over_limit_is_413(http):
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 3_100_000}]}
     r = http.post("/v1/chat/completions", json=big)
