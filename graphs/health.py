@@ -64,6 +64,8 @@ class HealthMonitor:
 
 
 def _describe(exc: BaseException) -> str:
-    message = getattr(exc, "message", None) or str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
-    text = message if isinstance(message, str) else message[0]
-    return f"{type(exc).__name__}: {text}"[:300]
+    message = getattr(exc, "message", None)
+    if not message:  # a wrapped remote error: its last line says what happened
+        lines = str(exc).strip().splitlines()
+        message = lines[-1] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {message}"[:300]

@@ -10,7 +10,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from deployments.router_head import INTENTS, write_head
 from serve_app.router_config import EmbeddingClassifierSpec

@@ -3,7 +3,7 @@ OpenAI-compatible servers do, so clients written for OpenAI work unchanged."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 

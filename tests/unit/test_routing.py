@@ -1,4 +1,3 @@
-import pytest
 
 from graphs.routing import RequestFeatures, decide
 
