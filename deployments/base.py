@@ -8,8 +8,8 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
-from serve_app.config import ModelSpec
-from serve_app.errors import DeadlineExceeded, ModelError, SwitchboardError
+from vocabulary.config import ModelSpec
+from vocabulary.errors import DeadlineExceeded, ModelError, SwitchboardError
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 

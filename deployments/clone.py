@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from deployments.base import ModelDeployment
-from deployments.calls import SAMPLE_RATE_STT, CloneCall
-from deployments.executor import EngineThread
-from deployments.model_source import resolve
-from serve_app.config import ModelSpec
-from serve_app.errors import ModelError
+from vocabulary.calls import SAMPLE_RATE_STT, CloneCall
+from vocabulary.config import ModelSpec
+from vocabulary.engine_thread import EngineThread
+from vocabulary.errors import ModelError
+from vocabulary.model_source import resolve
 
 
 class VoxCPMEngine:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve_app.config import ModelSpec
+from vocabulary.config import ModelSpec
 
 
 def deployment_options(spec: ModelSpec) -> dict[str, Any]:

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from deployments.base import ModelDeployment
-from deployments.calls import SearchCall
-from deployments.executor import EngineThread
-from serve_app.config import ModelSpec
-from serve_app.errors import ConfigError, DeadlineExceeded, ModelError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from vocabulary.calls import SearchCall
+from vocabulary.config import ModelSpec
+from vocabulary.engine_thread import EngineThread
+from vocabulary.errors import ConfigError, DeadlineExceeded, ModelError
+from vocabulary.paths import project_path
 
 
 class WebSearchEngine:
@@ -65,8 +64,7 @@ class LocalSearchEngine:
     async def start(self) -> None:
         import bm25s
 
-        folder = Path(self._spec.folder)
-        folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+        folder = project_path(self._spec.folder)
         if not folder.is_dir():
             raise ConfigError(f"search folder does not exist: {folder}")
         files = sorted({p for pattern in self._spec.patterns for p in folder.glob(pattern) if p.is_file()})

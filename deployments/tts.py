@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from deployments.base import ModelDeployment
-from deployments.calls import SpeechCall
-from deployments.executor import EngineThread
-from deployments.model_source import resolve
-from serve_app.config import ModelSpec
-from serve_app.errors import InvalidRequest, ModelError
+from vocabulary.calls import SpeechCall
+from vocabulary.config import ModelSpec
+from vocabulary.engine_thread import EngineThread
+from vocabulary.errors import InvalidRequest, ModelError
+from vocabulary.model_source import resolve
 
 
 class PiperEngine:

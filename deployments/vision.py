@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from typing import Any
 
 import httpx
 
 from deployments.base import ModelDeployment
-from deployments.calls import VisionCall
-from deployments.executor import EngineThread
-from serve_app.config import ModelSpec
-from serve_app.errors import DeadlineExceeded, ModelError, UpstreamError
+from vocabulary.calls import VisionCall
+from vocabulary.config import ModelSpec
+from vocabulary.engine_thread import EngineThread
+from vocabulary.errors import DeadlineExceeded, ModelError, UpstreamError
+from vocabulary.openai_http import openai_http_client
 
 
 class RapidOCREngine:
@@ -110,11 +110,8 @@ class OpenAIVisionEngine:
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
-        headers = {}
-        if self._spec.api_key_env:
-            headers["Authorization"] = f"Bearer {os.environ[self._spec.api_key_env]}"
-        self._client = httpx.AsyncClient(base_url=self._spec.base_url.rstrip("/"), headers=headers,
-                                         timeout=self._spec.timeout_s)
+        self._client = openai_http_client(self._spec.base_url, api_key_env=self._spec.api_key_env,
+                                          timeout_s=self._spec.timeout_s)
 
     async def read(self, call: VisionCall) -> dict[str, Any]:
         url = f"data:{_mime(call.image)};base64,{base64.b64encode(call.image).decode()}"

@@ -4,12 +4,21 @@ every caller through while half-open, and we want exactly one probe.
 closed --(N failures within the window)--> open --(cooldown)--> half_open
 half_open --(the one probe succeeds)--> closed;  half_open --(it fails)--> open
 
+Every admitted call holds a `Permit` from `acquire()` and ends it with exactly one of
+`record_success`, `record_failure` or `release` (the call said nothing about the model). A permit
+belongs to the state generation it was issued in; the generation changes on every state change and
+on `reset()`. Outcomes of an earlier generation's permits change nothing: a call that started
+before the breaker opened cannot close it, free the probe slot, or count against a recovered model.
+Only the half-open probe's permit can close or re-open the breaker, and releasing it frees the slot
+for the next caller. A permit's failure counts once.
+
 Only failures the model caused count (5xx, timeouts, connection errors, failed probes); the caller
 decides that. State changes go to `on_change(model, old, new)` (logs and metrics in the ingress).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -40,6 +49,15 @@ class BreakerPolicy:
     cooldown_s: float = 30.0
 
 
+@dataclass(frozen=True)
+class Permit:
+    """Leave to call the model once, issued in state generation `generation`."""
+
+    generation: int
+    probe: bool
+    serial: int  # tells two permits of one breaker apart
+
+
 class CircuitBreaker:
     def __init__(self, model: str, policy: BreakerPolicy, *, clock: Callable[[], float] = time.monotonic,
                  on_change: Callable[[str, BreakerState, BreakerState], None] | None = None) -> None:
@@ -48,9 +66,11 @@ class CircuitBreaker:
         self._clock = clock
         self._on_change = on_change
         self._state = BreakerState.CLOSED
-        self._failures: deque[float] = deque()
+        self._generation = 0
+        self._failures: deque[tuple[float, int]] = deque()  # (when, permit serial) while closed
         self._opened_at = 0.0
-        self._probe_out = False
+        self._probe: Permit | None = None  # the half-open probe while it is out
+        self._serials = itertools.count()
 
     @property
     def state(self) -> BreakerState:
@@ -61,58 +81,65 @@ class CircuitBreaker:
     def _cooled_down(self) -> bool:
         return self._clock() - self._opened_at >= self.policy.cooldown_s
 
-    def acquire(self) -> None:
-        """Raise CircuitOpen unless this call may go to the model. In half-open, only the first
-        caller gets through (the probe); it must end with record_success/failure or release."""
+    def acquire(self) -> Permit:
+        """A permit for one call, or CircuitOpen. In half-open, only the first caller gets
+        through (the probe) until its permit ends."""
         if self._state is BreakerState.OPEN:
             if not self._cooled_down():
                 raise CircuitOpen(self.model, self.policy.cooldown_s - (self._clock() - self._opened_at))
             self._move(BreakerState.HALF_OPEN)
-        if self._state is BreakerState.HALF_OPEN:
-            if self._probe_out:
-                raise CircuitOpen(self.model, 0.0)
-            self._probe_out = True
+        if self._state is BreakerState.CLOSED:
+            return Permit(self._generation, False, next(self._serials))
+        if self._probe is not None:
+            raise CircuitOpen(self.model, 0.0)
+        self._probe = Permit(self._generation, True, next(self._serials))
+        return self._probe
 
-    def record_success(self) -> None:
-        self._probe_out = False
-        if self._state is not BreakerState.CLOSED:
-            self._failures.clear()
+    def record_success(self, permit: Permit) -> None:
+        """A success while closed changes nothing (failures in the window still count)."""
+        if self._is_probe(permit):
             self._move(BreakerState.CLOSED)
 
-    def record_failure(self) -> None:
+    def record_failure(self, permit: Permit) -> None:
         now = self._clock()
-        self._probe_out = False
-        if self._state is BreakerState.HALF_OPEN:
+        if self._is_probe(permit):
             self._open(now)
             return
-        if self._state is BreakerState.OPEN:
-            return
-        self._failures.append(now)
-        while self._failures and now - self._failures[0] > self.policy.window_s:
+        if self._state is not BreakerState.CLOSED or permit.generation != self._generation:
+            return  # issued before the last state change: says nothing about the model as it is now
+        if any(serial == permit.serial for _, serial in self._failures):
+            return  # already counted
+        self._failures.append((now, permit.serial))
+        while now - self._failures[0][0] > self.policy.window_s:
             self._failures.popleft()
         if len(self._failures) >= self.policy.failure_threshold:
             self._open(now)
 
+    def release(self, permit: Permit) -> None:
+        """The call ended without saying anything about the model (client error, cancelled)."""
+        if self._is_probe(permit):
+            self._probe = None
+
     def reset(self) -> None:
-        """Close by hand (an operator who knows the model is back)."""
-        self._probe_out = False
-        self._failures.clear()
+        """Close by hand (an operator who knows the model is back); calls in flight no longer count."""
         self._move(BreakerState.CLOSED)
 
     def failures_in_window(self) -> int:
         now = self._clock()
-        return sum(1 for t in self._failures if now - t <= self.policy.window_s)
+        return sum(1 for t, _ in self._failures if now - t <= self.policy.window_s)
 
-    def release(self) -> None:
-        """The call ended without saying anything about the model (client error, cancelled)."""
-        self._probe_out = False
+    def _is_probe(self, permit: Permit) -> bool:
+        return self._probe is not None and permit == self._probe
 
     def _open(self, now: float) -> None:
         self._opened_at = now
-        self._failures.clear()
         self._move(BreakerState.OPEN)
 
     def _move(self, new: BreakerState) -> None:
+        """Every move starts a new generation: permits issued before it no longer count."""
         old, self._state = self._state, new
+        self._generation += 1
+        self._failures.clear()
+        self._probe = None
         if old is not new and self._on_change is not None:
             self._on_change(self.model, old, new)

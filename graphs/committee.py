@@ -15,6 +15,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Literal
 
+from rapidfuzz.distance import Levenshtein
+
 from graphs.deadline import Deadline
 
 Mode = Literal["all", "first_valid"]
@@ -44,6 +46,14 @@ class MemberResult:
     model: str | None = None
     output: str = ""
     error: str | None = None
+    # first_valid: cancelled because an earlier member already answered. Not a failure: the
+    # committee had what it asked for, so it does not make the answer degraded.
+    superseded: bool = False
+
+    @property
+    def degrades(self) -> bool:
+        """Whether this member's outcome makes the committee's answer degraded."""
+        return self.status != "ok" and not self.superseded
 
     def as_dict(self) -> dict:
         return {"member": self.name, "model": self.model, "status": self.status, "latency_ms": self.latency_ms,
@@ -86,16 +96,16 @@ async def convene(members: list[Member], deadline: Deadline, mode: Mode = "all")
             if mode == "first_valid" and any(r.status == "ok" for r in results.values()):
                 break
     finally:
-        late = "skipped" if mode == "first_valid" and any(r.status == "ok" for r in results.values()) else "timeout"
+        answered = mode == "first_valid" and any(r.status == "ok" for r in results.values())
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         for task in pending:
             name = tasks[task].name
-            results.setdefault(name, MemberResult(name, late, elapsed(),
-                                                  error="cancelled: an earlier member answered" if late == "skipped"
-                                                  else "no answer before the deadline"))
+            results.setdefault(name, MemberResult(name, "skipped", elapsed(), error="cancelled: an earlier member "
+                                                  "answered", superseded=True) if answered
+                               else MemberResult(name, "timeout", elapsed(), error="no answer before the deadline"))
     return [results[m.name] for m in members]
 
 
@@ -114,19 +124,20 @@ def normalise(text: str) -> str:
     return " ".join("".join(c if c.isalnum() else " " for c in text).split())
 
 
+AGREEMENT_MAX_CHARS = 10_000  # a dense page is 3-6k characters; 10k against 10k takes about 1 ms
+
+
 def character_error_rate(reference: str, hypothesis: str) -> float:
-    """Levenshtein distance over the reference's length (1.0 when one side is empty and not both)."""
+    """Levenshtein distance over the reference's length (1.0 when one side is empty and not both).
+    rapidfuzz's C++ (bit-parallel) Levenshtein: the ingress's event loop calls this on every image
+    read twice, so it must stay cheap (the pure-Python one froze the loop for seconds on a dense page)."""
     if not reference:
         return 0.0 if not hypothesis else 1.0
-    previous = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, 1):
-        current = [i]
-        for j, h in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1] / len(reference)
+    return Levenshtein.distance(reference, hypothesis) / len(reference)
 
 
 def agreement(a: str, b: str) -> float:
-    """1 - CER between two engines' normalised texts, floored at 0."""
-    return round(max(0.0, 1.0 - character_error_rate(normalise(a), normalise(b))), 4)
+    """1 - CER between two engines' normalised texts (each capped at AGREEMENT_MAX_CHARS), floored at 0."""
+    cap = AGREEMENT_MAX_CHARS
+    reference, hypothesis = (normalise(text[:cap * 2])[:cap] for text in (a, b))
+    return round(max(0.0, 1.0 - character_error_rate(reference, hypothesis)), 4)

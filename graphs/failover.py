@@ -1,31 +1,39 @@
 """Walk a failover chain until a model answers.
 
-For each model in order: skip it without calling if its breaker is open; else call it with its
-share of the time left (what is left divided by the models still to try, so a hung model costs its
-share and the chain moves on; the last one gets all of it), retrying
-retryable errors while the breaker stays closed and the deadline leaves time (tenacity); record
-the outcome on the breaker. A failure the client caused stops the walk (the next model would
-refuse the same input) and says nothing about the model. Any other failure moves on.
+For each model in order: skip it without calling if its breaker is open; else call it holding a
+breaker permit, with an `Attempt`: its share of the time for the first answer (or first token),
+the request's own deadline, and the stall limit. The share is what is left (less a bounded reserve
+for the LLM-only step that may end the chain) divided by the models still to try whose breakers
+are not open; the last one gets the rest. Retryable failures of the model are retried while the
+breaker stays closed and time is left (tenacity).
+
+Every failure is blamed once (graphs/blame.py): only the model's own failures count on its
+breaker; a client error stops the walk (the next model would refuse the same input); the
+request's own deadline stops it too; a platform limit or a bug of ours moves on without counting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Generic, Mapping, Sequence, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
-from graphs.breaker import BreakerState, CircuitBreaker, CircuitOpen
+from graphs.blame import Attempt, Blame, blame
+from graphs.breaker import BreakerState, CircuitBreaker, CircuitOpen, Permit
 from graphs.deadline import Deadline
 
 T = TypeVar("T")
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 @dataclass(frozen=True)
 class Failure:
     model: str
     error: BaseException
+    blame: Blame = Blame.MODEL
 
     @property
     def skipped(self) -> bool:
@@ -41,6 +49,9 @@ class ChainResult(Generic[T]):
     model: str
     value: T
     failures: list[Failure] = field(default_factory=list)
+    # Set when the outcome was left to the caller (a stream goes on after its first chunk).
+    breaker: CircuitBreaker | None = None
+    permit: Permit | None = None
 
     @property
     def degraded(self) -> bool:
@@ -64,57 +75,91 @@ class RetryPolicy:
     min_budget_s: float = 0.2  # do not start a retry with less time than this left
 
 
+@dataclass(frozen=True)
+class TimePolicy:
+    stall_s: float = 10.0  # a model that produces nothing for this long is hung
+    tail_reserve_s: float = 2.0  # at most this is kept back for an LLM-only step after the chain
+
+    def reserve(self, deadline: Deadline, tail: int) -> float:
+        return min(deadline.remaining() / 2, self.tail_reserve_s) if tail else 0.0
+
+
 async def first_answer(
     models: Sequence[str],
-    attempt: Callable[[str, Deadline], Awaitable[T]],
+    attempt: Callable[[str, Attempt], Awaitable[T]],
     deadline: Deadline,
     *,
     tail: int = 0,  # steps after the chain that need time too (the LLM-only answer)
-    is_client_error: Callable[[BaseException], bool],
     is_retryable: Callable[[BaseException], bool] = lambda exc: False,
     breakers: Mapping[str, CircuitBreaker] | None = None,
     retry: RetryPolicy = RetryPolicy(retries=0),
+    timing: TimePolicy = TimePolicy(),
+    stall_s: Mapping[str, float] | None = None,  # per-model stall limits over timing.stall_s
+    keep_permit: bool = False,  # leave the answering call's outcome to the caller (streams)
 ) -> ChainResult[T]:
+    breakers = breakers or {}
     failures: list[Failure] = []
     for i, name in enumerate(models):
         if deadline.expired():
             raise ChainExhausted(failures, list(models[i:]))
-        breaker = (breakers or {}).get(name)
+        breaker = breakers.get(name)
+        permit = None
         if breaker is not None:
             try:
-                breaker.acquire()
+                permit = breaker.acquire()
             except CircuitOpen as exc:
-                failures.append(Failure(name, exc))
+                failures.append(Failure(name, exc, Blame.NONE))
                 continue
-        share = Deadline(deadline.remaining() / (len(models) - i + tail))
+        live = 1 + sum(1 for m in models[i + 1:] if _may_call(breakers.get(m)))
+        share = Deadline(max(0.0, deadline.remaining() - timing.reserve(deadline, tail)) / live)
+        this = Attempt(share, deadline, (stall_s or {}).get(name, timing.stall_s))
         try:
-            value = await _with_retries(name, attempt, share, breaker, retry, is_retryable, is_client_error)
+            value, permit = await _with_retries(name, attempt, this, breaker, permit, retry, is_retryable)
         except asyncio.CancelledError:
-            if breaker is not None:
-                breaker.release()
             raise
-        except Exception as exc:
-            if is_client_error(exc):
-                if breaker is not None:
-                    breaker.release()
-                raise
-            failures.append(Failure(name, exc))
+        except CircuitOpen as exc:  # a retry found the breaker opened meanwhile
+            failures.append(Failure(name, exc, Blame.NONE))
             continue
-        if breaker is not None:
-            breaker.record_success()
-        return ChainResult(name, value, failures)
+        except Exception as exc:
+            who = blame(exc, this)
+            if who is Blame.CLIENT:
+                raise
+            failures.append(Failure(name, exc, who))
+            if who is Blame.PLATFORM:
+                logger.error("platform failure, not counted against the model", exc_info=exc,
+                             extra={"model": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            if who is Blame.DEADLINE and deadline.expired():
+                raise ChainExhausted(failures, list(models[i + 1:])) from None
+            continue
+        if breaker is not None and not keep_permit:
+            breaker.record_success(permit)
+        return ChainResult(name, value, failures, breaker if keep_permit else None, permit if keep_permit else None)
     raise ChainExhausted(failures, [])
 
 
-async def _with_retries(name, attempt, deadline: Deadline, breaker: CircuitBreaker | None, policy: RetryPolicy,
-                        is_retryable, is_client_error):
+def _may_call(breaker: CircuitBreaker | None) -> bool:
+    return breaker is None or breaker.state is not BreakerState.OPEN
+
+
+def settle(breaker: CircuitBreaker | None, permit: Permit | None, who: Blame) -> None:
+    """Tell the breaker how a call it admitted ended: only the model's own failure counts."""
+    if breaker is None or permit is None:
+        return
+    if who is Blame.MODEL:
+        breaker.record_failure(permit)
+    else:
+        breaker.release(permit)
+
+
+async def _with_retries(name, attempt, this: Attempt, breaker: CircuitBreaker | None, permit: Permit | None,
+                        policy: RetryPolicy, is_retryable) -> tuple[object, Permit | None]:
+    """One model, with retries of its retryable failures; every try holds its own permit and
+    settles it, except the one that answers (the caller settles that)."""
+    held = [permit]
+
     def should_retry(exc: BaseException) -> bool:
-        if isinstance(exc, asyncio.CancelledError):
-            return False
-        # Every failed attempt is the model's failure; count it before deciding.
-        if not is_client_error(exc) and breaker is not None:
-            breaker.record_failure()
-        return (is_retryable(exc) and deadline.remaining() > policy.min_budget_s
+        return (blame(exc, this) is Blame.MODEL and is_retryable(exc)
+                and this.request.remaining() > policy.min_budget_s
                 and (breaker is None or breaker.state is BreakerState.CLOSED))
 
     retrying = AsyncRetrying(stop=stop_after_attempt(policy.retries + 1), wait=wait_fixed(policy.backoff_s),
@@ -122,5 +167,11 @@ async def _with_retries(name, attempt, deadline: Deadline, breaker: CircuitBreak
     async for try_ in retrying:
         with try_:
             if breaker is not None and try_.retry_state.attempt_number > 1:
-                breaker.acquire()  # a retry is a new call: the breaker must still allow it
-            return await attempt(name, deadline)
+                held[0] = breaker.acquire()  # a retry is a new call: the breaker must still allow it
+            try:
+                return await attempt(name, this), held[0]
+            except BaseException as exc:
+                who = Blame.NONE if isinstance(exc, (asyncio.CancelledError, CircuitOpen)) else blame(exc, this)
+                settle(breaker, held[0], who)
+                raise
+    raise AssertionError("unreachable: tenacity reraises the last failure")

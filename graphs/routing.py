@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-INTENTS = ("vision", "voice", "text", "search")
-FAMILY_INTENT = {"llm": "text", "vision": "vision", "stt": "voice", "tts": "voice", "clone": "voice",
-                 "search": "search"}
+from vocabulary.routes import FAMILY_INTENT, INTENTS
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Per-family output validators: an answer a client cannot use counts as the model's failure
-(an empty transcript, zero-length audio, an output that is not the expected object)."""
+(zero-length audio, an output that is not the expected object). A legitimate empty result is not a
+failure: silence transcribes to "" (as OpenAI answers `{"text": ""}`), an image may hold no text,
+an LLM may stop at once."""
 
 from __future__ import annotations
 
@@ -13,6 +15,11 @@ class InvalidOutput(Exception):
         self.message = str(self)
 
 
+class EmptyReading(InvalidOutput):
+    """An engine read nothing where another engine of the chain may read text: the chain moves on,
+    and the model is not blamed (an image may really be blank)."""
+
+
 def _llm(out: Any) -> str | None:
     # An empty answer can be legitimate (a stop sequence, max_tokens=1), so only the shape is checked.
     if not isinstance(out, dict) or not out.get("choices") or not isinstance(out["choices"][0], dict):
@@ -24,9 +31,12 @@ def _llm(out: Any) -> str | None:
 
 
 def _stt(out: Any) -> str | None:
+    # An empty transcript is what silence, a pure tone or noise is: a valid answer, not a failure.
     if not isinstance(out, dict) or not isinstance(out.get("text"), str):
         return "not a transcription"
-    return None if out["text"].strip() else "empty transcript"
+    if not isinstance(out.get("segments", []), list):
+        return "not a transcription"
+    return None
 
 
 def _tts(out: Any) -> str | None:

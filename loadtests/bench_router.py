@@ -72,7 +72,7 @@ def measure(client: httpx.Client, n: int) -> dict:
 
 
 def heldout_accuracy(url: str) -> float:
-    from serve_app.router_training import evaluate_http, read_rows
+    from intent_router.training import evaluate_http, read_rows
 
     return evaluate_http(read_rows(HELDOUT), url)["accuracy"]
 

@@ -13,8 +13,8 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.options import deployment_options
-from serve_app.config import ModelSpec, SwitchboardConfig
-from serve_app.errors import ConfigError
+from vocabulary.config import ModelSpec, SwitchboardConfig
+from vocabulary.errors import ConfigError
 
 
 def load_config(args: dict[str, Any] | SwitchboardConfig) -> SwitchboardConfig:

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from vocabulary.paths import PROJECT_ROOT, project_path
+
 DEFAULT_CONFIG = PROJECT_ROOT / "cluster" / "local.yaml"
 
 
@@ -47,19 +48,24 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(f"{name}: {len(config.models)} models ok\n")
         return 0
     if args.command == "train-router":
-        from serve_app.router_training import train_head
+        from intent_router.training import train_head
 
         spec = _router_spec(args.config).classifier
         if spec.kind != "embedding":
             sys.stderr.write("this config's router is an LLM-prompt classifier: nothing to train\n")
             return 2
         folder = Path(args.artifacts) if args.artifacts else Path(spec.artifact_dir)
-        folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+        folder = project_path(folder)
         result = train_head(Path(args.data), folder, spec, c=args.c)
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return 0
     if args.command == "eval-router":
-        from serve_app.router_training import evaluate_http, evaluate_in_process, format_report, read_rows
+        from intent_router.training import (
+            evaluate_http,
+            evaluate_in_process,
+            format_report,
+            read_rows,
+        )
 
         rows = read_rows(Path(args.file))
         result = evaluate_in_process(rows, _router_spec(args.config)) if args.in_process else \

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from serve_app.builder import load_config
-from serve_app.config import SwitchboardConfig
+from vocabulary.config import SwitchboardConfig
 
 BUILDER = "serve_app.builder:build_app"
 

@@ -6,14 +6,18 @@ Rejected requests are logged with their exact payload (long base64 shortened) an
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app.errors import InvalidRequest, SwitchboardError, error_body
 from serve_app.payload_log import loggable_body
+from serve_app.schemas.text import INVALID_UNICODE
+from vocabulary.errors import InvalidRequest, SwitchboardError, error_body
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
@@ -26,18 +30,52 @@ def error_response(err: SwitchboardError, request: Request, headers: dict[str, s
     return JSONResponse(error_body(err), status_code=err.http_status, headers=headers)
 
 
+# Segments pydantic adds to an error's location for the members of a union
+# ("function-before[clean_text(), str]", "list[tagged-union[...]]", "str", "none"): not fields.
+_UNION_LABEL = re.compile(r"[\[\](), ]|^(str|int|float|bool|none|list|dict|bytes)$")
+_LOCATIONS = ("body", "query", "header", "path", "cookie")
+
+
+def _param(loc: tuple, body: Any) -> str | None:
+    """The field an error is about, as a dotted path into what the client sent
+    (`messages.0.content.1.text`): union labels and discriminator tags are left out by walking
+    the location along the body itself."""
+    parts = list(loc)
+    where = parts.pop(0) if parts and parts[0] in _LOCATIONS else None
+    out: list[str] = []
+    walkable = where == "body" and isinstance(body, (Mapping, list))
+    node = body
+    for i, part in enumerate(parts):
+        if isinstance(node, Mapping) and isinstance(part, str) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(str(part))
+            node = node[part]
+        elif not walkable and (isinstance(part, int) or not _UNION_LABEL.search(str(part))):
+            out.append(str(part))  # no body to walk (form, query): keep what is not a union label
+        elif isinstance(node, Mapping) and i == len(parts) - 1 and not _UNION_LABEL.search(str(part)):
+            out.append(str(part))  # a missing field
+        # else: a union member's label or a discriminator's tag
+    return ".".join(out) or None
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
         return "invalid request", None
-    first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    if first.get("type") == "json_invalid":
-        detail = (first.get("ctx") or {}).get("error", "")
+    if errors[0].get("type") == "json_invalid":
+        detail = (errors[0].get("ctx") or {}).get("error", "")
         return f"request body is not valid JSON: {detail}".rstrip(": "), None
-    param = ".".join(loc) or None
+    located = [(e, _param(tuple(e.get("loc", ())), exc.body)) for e in errors]
+    # Invalid text first; else the error that reached deepest into the body (of a union's members,
+    # the one the client meant: a bad text part, not "content is not a string").
+    first, param = min(located, key=lambda ep: (ep[0].get("type") != INVALID_UNICODE,
+                                                -len((ep[1] or "").split("."))))
+    # Others about the same field, or a field above it (a union's other members), are not news.
+    others = {p for _, p in located if p != param and not (param or "").startswith(f"{p}.")}
     msg = first.get("msg", "invalid value")
-    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    more = f" (and {len(others)} more errors)" if others else ""
     return (f"{param}: {msg}{more}" if param else f"{msg}{more}"), param
 
 
@@ -60,7 +98,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         err = SwitchboardError(str(exc.detail), code=code, http_status=exc.status_code)
         err.error_type = "invalid_request_error" if exc.status_code < 500 else "internal_error"
         return error_response(err, request)

@@ -16,29 +16,50 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 
+from graphs.blame import Blame, blame
 from graphs.deadline import Deadline
+from graphs.failover import settle
+from graphs.faults import Fault
 from graphs.health import HealthMonitor
 from serve_app import http_errors, sse
-from serve_app.config import SwitchboardConfig
-from graphs.faults import Fault
-from serve_app.errors import InvalidRequest, ModelError, ModelNotFound, SwitchboardError, Unauthorized
-from serve_app.metrics import IngressMetrics
-from serve_app.resilience_config import FaultSpec
+from serve_app.llm_server_client import model_client
 from serve_app.media.audio import SPEECH_FORMATS, encode_speech
+from serve_app.metrics import IngressMetrics
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from serve_app.model_client import model_client
-from serve_app.schemas.audio import (CloneResponse, CommitteeRequest, CommitteeResponse, SearchRequest, SearchResponse, SpeechFormat, SpeechRequest,
-                                     TranscriptFormat, TranscriptResponse, TTSRequest, VisionResponse)
+from serve_app.schemas.audio import (
+    CloneResponse,
+    CommitteeRequest,
+    CommitteeResponse,
+    SearchRequest,
+    SearchResponse,
+    SpeechFormat,
+    SpeechRequest,
+    TranscriptFormat,
+    TranscriptResponse,
+    TTSRequest,
+    VisionResponse,
+)
 from serve_app.schemas.chat import ChatCompletionRequest, ErrorResponse
+from serve_app.schemas.text import Text
 from serve_app.services import transcript_formats
 from serve_app.services.audio import AudioService
 from serve_app.services.chat import ChatService
 from serve_app.services.committee import CommitteeService
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
-from serve_app.services.router import RouterService
+from serve_app.services.router import ROUTER, RouterService
 from serve_app.services.search import SearchService
 from serve_app.services.vision import VisionService
+from vocabulary.config import SwitchboardConfig
+from vocabulary.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelError,
+    ModelNotFound,
+    SwitchboardError,
+    Unauthorized,
+)
+from vocabulary.resilience_config import FaultSpec
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DEADLINE_HEADER = "x-switchboard-deadline-ms"
@@ -117,8 +138,8 @@ class SwitchboardIngress:
         if prepared.committee is not None:
             return await self._committee_chat(body, prepared, ctx, started)
         if body.stream:
-            model, stream, first = await self._chat.open_stream(body, prepared, ctx)
-            return StreamingResponse(self._relay(stream, first, model, ctx, started),
+            opened, chain = await self._chat.open_stream(body, prepared, ctx)
+            return StreamingResponse(self._relay(opened, chain, ctx, started),
                                      media_type="text/event-stream", headers=ctx.headers())
         result = await self._chat.complete(body, prepared, ctx)
         result["switchboard"] = {**ctx.summary(), "route": prepared.decision.as_dict(),
@@ -166,16 +187,16 @@ class SwitchboardIngress:
                                        "but the router")
     async def classify(self, body: ChatCompletionRequest, request: Request) -> dict[str, Any]:
         ctx = self._context(request)
-        decision = await self._router.decide(body, ctx.deadline)
+        decision = await self._router.decide(body, ctx)
         return decision.as_dict()
 
     @app.post("/v1/audio/transcriptions", summary="Speech to text (OpenAI-compatible)")
     async def transcriptions(
         self, request: Request,
         file: Annotated[UploadFile, File(description="Audio: wav, mp3, flac, ogg, webm or m4a.")],
-        model: Annotated[str, Form()] = "whisper-1",
-        language: Annotated[str | None, Form(max_length=16)] = None,
-        prompt: Annotated[str | None, Form(max_length=2000)] = None,
+        model: Annotated[Text, Form()] = "whisper-1",
+        language: Annotated[Text | None, Form(max_length=16)] = None,
+        prompt: Annotated[Text | None, Form(max_length=2000)] = None,
         response_format: Annotated[TranscriptFormat, Form()] = "json",
         temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
     ):
@@ -201,8 +222,8 @@ class SwitchboardIngress:
     @app.post("/api/voice/stt", summary="Speech to text with segments and confidences",
               response_model=TranscriptResponse)
     async def stt(self, request: Request, file: Annotated[UploadFile, File()],
-                  language: Annotated[str | None, Form(max_length=16)] = None,
-                  model: Annotated[str, Form()] = "auto"):
+                  language: Annotated[Text | None, Form(max_length=16)] = None,
+                  model: Annotated[Text, Form()] = "auto"):
         ctx = self._context(request)
         result = await self._audio.transcribe(self._audio.decode(await file.read()), ctx, model=model,
                                               language=language)
@@ -216,9 +237,9 @@ class SwitchboardIngress:
 
     @app.post("/api/voice/clone", summary="Speak text in the voice of a reference recording",
               response_model=CloneResponse)
-    async def clone(self, request: Request, text: Annotated[str, Form(min_length=1)],
+    async def clone(self, request: Request, text: Annotated[Text, Form(min_length=1)],
                     reference: Annotated[UploadFile, File(description="A few seconds of the voice to clone.")],
-                    reference_text: Annotated[str | None, Form(max_length=2000)] = None,
+                    reference_text: Annotated[Text | None, Form(max_length=2000)] = None,
                     format: Annotated[SpeechFormat, Form()] = "wav"):
         ctx = self._context(request)
         ref = self._audio.decode(await reference.read(), param="reference")
@@ -233,8 +254,8 @@ class SwitchboardIngress:
               response_model=VisionResponse)
     async def vision(self, request: Request,
                      file: Annotated[UploadFile | None, File(description="The image (png, jpeg, webp, ...).")] = None,
-                     image_url: Annotated[str | None, Form(description="Or an http(s)/data: URL.")] = None,
-                     model: Annotated[str, Form()] = "auto"):
+                     image_url: Annotated[Text | None, Form(description="Or an http(s)/data: URL.")] = None,
+                     model: Annotated[Text, Form()] = "auto"):
         ctx = self._context(request)
         if (file is None) == (image_url is None):
             raise InvalidRequest("send exactly one of 'file' or 'image_url'", param="file")
@@ -270,8 +291,7 @@ class SwitchboardIngress:
     @app.put("/api/admin/faults/{model}", summary="Inject a fault into a model (needs the admin token)")
     async def set_fault(self, model: str, body: FaultSpec, request: Request) -> dict[str, Any]:
         self._admin(request)
-        if model not in self._roster.clients:
-            raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        self._fault_target(model)
         self._roster.faults.set(model, Fault(**body.model_dump()))
         logger.warning("fault injected", extra={"model": model, "fault": body.model_dump(),
                                                  "request_id": http_errors.request_id_of(request)})
@@ -280,8 +300,7 @@ class SwitchboardIngress:
     @app.delete("/api/admin/faults/{model}", summary="Clear a model's injected fault")
     async def clear_fault(self, model: str, request: Request) -> dict[str, Any]:
         self._admin(request)
-        if model not in self._roster.clients:
-            raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        self._fault_target(model)
         self._roster.faults.clear(model)
         logger.warning("fault cleared", extra={"model": model, "request_id": http_errors.request_id_of(request)})
         return {"model": model, "fault": None}
@@ -311,6 +330,11 @@ class SwitchboardIngress:
     async def list_faults(self, request: Request) -> dict[str, Any]:
         self._admin(request)
         return {name: vars(f) for name, f in self._roster.faults.all().items()}
+
+    def _fault_target(self, model: str) -> None:
+        if model not in self._roster.clients and model != ROUTER:
+            raise ModelNotFound(f"model {model!r} does not exist (faults go to a roster model or {ROUTER!r})",
+                                param="model")
 
     def _admin(self, request: Request) -> None:
         token = os.environ.get(ADMIN_TOKEN_ENV)
@@ -350,30 +374,43 @@ class SwitchboardIngress:
                    "x-switchboard-sample-rate": str(speech.sample_rate)}
         return Response(audio, media_type=mime, headers=headers)
 
-    async def _relay(self, stream, first, model: str, ctx: RequestContext, started: float) -> AsyncIterator[str]:
-        if first is None:
-            yield sse.DONE
-            return
+    async def _relay(self, opened, chain, ctx: RequestContext, started: float) -> AsyncIterator[str]:
+        """Relay an opened stream. Its breaker permit is settled once, by how it ended: the end of
+        the stream is a success; a failure after the first token is the model's when it is its own
+        (an error, a stall), and says nothing about it when the client left or its deadline passed."""
+        model = opened.model
+        first = opened.first[0] if opened.first else {}
         chunk_id, created = first.get("id", ctx.request_id), first.get("created", int(time.time()))
-        outcome = "ok"
+        outcome, who = "client_gone", Blame.NONE
         try:
-            first["model"] = model
-            yield sse.event(first)
-            async for chunk in stream:
+            for chunk in opened.first:
                 chunk["model"] = model
                 yield sse.event(chunk)
-        except Exception as exc:  # the model died mid-stream: say so, never end as if complete
-            outcome = "error"
-            err = exc if isinstance(exc, SwitchboardError) else ModelError(
-                f"model {model} failed mid-stream: {getattr(exc, 'message', None) or type(exc).__name__}")
-            self._roster.breakers[model].record_failure()
+            async for chunk in opened.rest():
+                chunk["model"] = model
+                yield sse.event(chunk)
+            outcome = "ok"
+        except Exception as exc:  # the stream broke after its first token: say so, never end as if complete
+            outcome, who = "error", blame(exc, opened.attempt)
+            if who is Blame.DEADLINE:
+                err = DeadlineExceeded(f"the request's deadline passed while {model} was streaming")
+            elif isinstance(exc, SwitchboardError):
+                err = exc
+            else:
+                err = ModelError(f"model {model} failed mid-stream: "
+                                 f"{getattr(exc, 'message', None) or type(exc).__name__}")
             logger.error("stream broke after first token", extra={
-                "request_id": ctx.request_id, "model": model, "code": err.code, "reason": err.message})
+                "request_id": ctx.request_id, "model": model, "code": err.code, "reason": err.message,
+                "blame": who.value})
             for line in sse.error_events(err, chunk_id=chunk_id, model=model, created=created):
                 yield line
             return
         finally:
-            stream.cancel()
+            opened.cancel()
+            if outcome == "ok" and chain.breaker is not None:
+                chain.breaker.record_success(chain.permit)
+            elif outcome != "ok":
+                settle(chain.breaker, chain.permit, who)
             self._log_done(ctx, started, outcome)
         yield sse.DONE
 

@@ -1,13 +1,15 @@
-"""Pure ASGI middleware of the ingress: request ids, and the body-size limit (413 before parsing)."""
+"""Pure ASGI middleware: request ids (in the ingress, and ahead of Serve's own HTTP servers), and
+the body-size limit (413 before parsing)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Callable
 
-from serve_app.errors import PayloadTooLarge, error_body
+from vocabulary.errors import PayloadTooLarge, error_body
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
@@ -66,12 +68,77 @@ class BodyLimitMiddleware:
 
 
 REQUEST_ID_HEADER = b"x-request-id"
+MAX_REQUEST_ID_LENGTH = 128
+# ASCII letters, digits and a few separators (UUIDs, ULIDs, base64, "svc:123/a"): nothing that
+# can break a header, a log line or a terminal.
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=@-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
+
+
+def safe_request_id(value: bytes | str | None) -> str | None:
+    """`value` when it is a usable request id: 1 to 128 safe ASCII characters; else None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = value.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+    return value.decode("ascii") if _SAFE_REQUEST_ID.fullmatch(value) else None
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _sent_request_id(scope) -> bytes | None:
+    return next((v for k, v in scope.get("headers") or [] if k.lower() == REQUEST_ID_HEADER), None)
+
+
+def _replaced(raw: bytes, request_id: str, scope) -> None:
+    logger.warning("unusable x-request-id replaced", extra={
+        "request_id": request_id, "path": scope.get("path"), "sent_length": len(raw), "sent": ascii(raw[:64])})
+
+
+class RequestIdGuard:
+    """Ahead of Serve's own HTTP servers (the proxy, and each ingress replica in high-throughput
+    mode): an x-request-id that is not safe (non-ASCII, control characters, over 128 characters,
+    empty, repeated) is replaced by a generated one before Serve reads it, so Serve neither fails
+    decoding it (a plain-text 500) nor echoes it. A good one is kept; none at all is left to Serve.
+    Installed with RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=serve_app.middleware.serve_http_middlewares."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = scope.get("headers") or []
+        sent = [v for k, v in headers if k.lower() == REQUEST_ID_HEADER]
+        if sent:
+            request_id = safe_request_id(sent[0])
+            if request_id is None or len(sent) > 1:
+                if request_id is None:
+                    request_id = new_request_id()
+                    _replaced(sent[0], request_id, scope)
+                headers = [(k, v) for k, v in headers if k.lower() != REQUEST_ID_HEADER]
+                headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
+                scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
+def serve_http_middlewares() -> list:
+    """The callback Serve calls for its HTTP servers' middlewares
+    (RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH, set in cluster/serve.env)."""
+    from starlette.middleware import Middleware
+
+    return [Middleware(RequestIdGuard)]
 
 
 class RequestIdMiddleware:
-    """Give every request an id (the x-request-id it came with if sane, else `fallback()`, else a
-    new one) and keep it in `request.state.request_id`. With `echo`, also return it in the
-    `x-request-id` response header; Serve's proxies already do that, so the ingress does not."""
+    """Give every request an id (the x-request-id it came with if safe, else `fallback()` if safe,
+    else a new one) and keep it in `request.state.request_id`. With `echo`, also return it in the
+    `x-request-id` response header (replacing any other); Serve's HTTP servers already do that,
+    after RequestIdGuard made the id safe, so the ingress does not."""
 
     def __init__(self, app, echo: bool = True, fallback=None) -> None:
         self.app = app
@@ -81,9 +148,11 @@ class RequestIdMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        sent = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER, b"").decode("latin-1")
-        request_id = sent if 0 < len(sent) <= 128 and sent.isprintable() else None
-        request_id = request_id or (self.fallback() if self.fallback else None) or uuid.uuid4().hex
+        sent = _sent_request_id(scope)
+        request_id = (safe_request_id(sent) or safe_request_id(self.fallback() if self.fallback else None)
+                      or new_request_id())
+        if sent is not None and request_id != safe_request_id(sent):
+            _replaced(sent, request_id, scope)
         scope.setdefault("state", {})["request_id"] = request_id
         if not self.echo:
             return await self.app(scope, receive, send)
@@ -91,7 +160,7 @@ class RequestIdMiddleware:
         async def send_with_id(message):
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
-                headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
+                headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, AsyncIterator
 
-from deployments.calls import PROBE_CALL, ChatCall
 from graphs.deadline import Deadline, DeadlineExpired
-from serve_app.errors import DeadlineExceeded, ModelError, SwitchboardError, as_switchboard_error
+from vocabulary.errors import (
+    DeadlineExceeded,
+    ModelError,
+    PlatformError,
+    SwitchboardError,
+    as_switchboard_error,
+)
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
+
+
+# What a transport says when a message is over its cap: a platform limit, never the model's failure.
+_TRANSPORT_LIMITS = ("RESOURCE_EXHAUSTED", "larger than max", "message larger", "max_send_message_length",
+                     "max_receive_message_length")
 
 
 def translate(exc: BaseException, model: str) -> SwitchboardError:
@@ -24,7 +33,12 @@ def translate(exc: BaseException, model: str) -> SwitchboardError:
     found = as_switchboard_error(exc)
     if found is not None:
         return found
-    logger.error("model call failed", extra={"model": model, "error": f"{type(exc).__name__}: {exc}"[:500]})
+    text = f"{type(exc).__name__}: {exc}"
+    if any(marker in text for marker in _TRANSPORT_LIMITS):
+        logger.error("transport limit between the ingress and a model", exc_info=exc,
+                     extra={"model": model, "error": text[:500]})
+        return PlatformError(f"the call to model {model} hit a transport limit ({type(exc).__name__})")
+    logger.error("model call failed", extra={"model": model, "error": text[:500]})
     return ModelError(f"model {model} failed ({type(exc).__name__})")
 
 
@@ -36,10 +50,11 @@ class ModelClient:
         self._handle = handle
         self._stream_handle = handle.options(stream=True)
 
-    async def call(self, method: str, payload: Any, deadline: Deadline) -> Any:
+    async def call(self, method: str, payload: Any, deadline: Deadline | None = None) -> Any:
+        """The answer; under `deadline` when given (else the caller bounds the wait)."""
         response = getattr(self._handle, method).remote(payload)
         try:
-            return await deadline.run(response)
+            return await (deadline.run(response) if deadline is not None else response)
         except asyncio.CancelledError:
             response.cancel()  # a cancelled caller cancels the replica's work too
             raise
@@ -47,7 +62,8 @@ class ModelClient:
             response.cancel()
             raise translate(exc, self.name) from None
 
-    async def stream(self, method: str, payload: Any, deadline: Deadline) -> "ModelStream":
+    async def stream(self, method: str, payload: Any, deadline: Deadline | None = None) -> "ModelStream":
+        """The chunks; each under `deadline` when given (else the caller bounds each wait)."""
         return ModelStream(self.name, getattr(self._stream_handle, method).remote(payload), deadline)
 
     async def probe(self) -> float:
@@ -60,7 +76,7 @@ class ModelClient:
 class ModelStream:
     """A streaming response whose every chunk is awaited under the deadline."""
 
-    def __init__(self, model: str, generator, deadline: Deadline) -> None:
+    def __init__(self, model: str, generator, deadline: Deadline | None) -> None:
         self.model = model
         self._gen = generator
         self._deadline = deadline
@@ -70,7 +86,8 @@ class ModelStream:
 
     async def __anext__(self) -> Any:
         try:
-            return await self._deadline.run(self._gen.__anext__())
+            step = self._gen.__anext__()
+            return await (self._deadline.run(step) if self._deadline is not None else step)
         except StopAsyncIteration:
             raise
         except Exception as exc:
@@ -79,60 +96,3 @@ class ModelStream:
 
     def cancel(self) -> None:
         self._gen.cancel()
-
-
-def model_client(spec, handle) -> "ModelClient":
-    """The client for a roster entry's deployment."""
-    if spec.backend.kind == "vllm":
-        from deployments.llm.vllm_server import VLLMAdapter
-
-        return LLMServerModelClient(spec.name, handle, VLLMAdapter(spec.backend.served_model_name or spec.name))
-    return ModelClient(spec.name, handle)
-
-
-class LLMServerModelClient(ModelClient):
-    """Ray Serve LLM's `LLMServer` (vLLM, GPU roster) behind the ModelClient interface."""
-
-    def __init__(self, name: str, handle, adapter) -> None:
-        super().__init__(name, handle)
-        self._adapter = adapter
-
-    def _generator(self, call: ChatCall, stream: bool, deadline: Deadline) -> ModelStream:
-        return ModelStream(self.name, self._stream_handle.chat.remote(self._adapter.request(call, stream)), deadline)
-
-    async def call(self, method: str, payload: ChatCall, deadline: Deadline) -> dict:
-        stream = self._generator(payload, False, deadline)
-        try:
-            return self._adapter.completion([item async for item in stream])
-        except SwitchboardError:
-            raise
-        except Exception as exc:
-            raise translate(exc, self.name) from None
-
-    async def stream(self, method: str, payload: ChatCall, deadline: Deadline) -> "FlatStream":
-        return FlatStream(self._generator(payload, True, deadline), self._adapter.chunks)
-
-    async def probe(self) -> float:
-        started = time.perf_counter()
-        await self.call("chat", ChatCall(request_id="probe", budget_s=10.0, **PROBE_CALL), Deadline(10.0))
-        return round((time.perf_counter() - started) * 1000, 2)
-
-
-class FlatStream:
-    """A ModelStream whose items are batches; yields their chunks one by one."""
-
-    def __init__(self, stream: ModelStream, explode) -> None:
-        self._stream = stream
-        self._explode = explode
-        self._pending: list = []
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        while not self._pending:
-            self._pending = list(self._explode(await self._stream.__anext__()))
-        return self._pending.pop(0)
-
-    def cancel(self) -> None:
-        self._stream.cancel()

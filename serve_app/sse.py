@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from serve_app.errors import SwitchboardError, error_body
+from vocabulary.errors import SwitchboardError, error_body
 
 DONE = "data: [DONE]\n\n"
 

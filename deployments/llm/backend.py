@@ -1,22 +1,49 @@
-"""The interface every LLM backend implements, in OpenAI's chat-completion shapes."""
+"""The interface every LLM backend implements, in OpenAI's chat-completion shapes, and the engine's
+own counters (what the engine did, not what the deployment thinks it asked for)."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
-from deployments.calls import ChatCall
+from vocabulary.calls import ChatCall
+
+
+@dataclass
+class EngineCounters:
+    """Counted where tokens are produced (the engine's thread). `tokens_after_cancel` is how many
+    tokens were generated after their request was cancelled (client gone, deadline, committee
+    cancel): a handful at most, or generation is not stopping."""
+
+    active: int = 0
+    tokens: int = 0
+    tokens_after_cancel: int = 0
+    cancelled: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def produced(self, n: int, cancel: threading.Event) -> None:
+        with self._lock:
+            self.tokens += n
+            if cancel.is_set():
+                self.tokens_after_cancel += n
+
+    def as_dict(self) -> dict[str, int]:
+        return {"engine_active": self.active, "tokens_generated": self.tokens,
+                "tokens_after_cancel": self.tokens_after_cancel, "cancelled_generations": self.cancelled}
 
 
 class LLMBackend(Protocol):
-    """An engine that answers chat completions.
+    """An engine that streams chat completions.
 
-    `chat` returns an OpenAI `chat.completion` dict; `chat_stream` yields
-    `chat.completion.chunk` dicts. Errors are SwitchboardErrors.
+    `chat_stream` yields `chat.completion.chunk` dicts, the last with a finish_reason (and usage
+    where the engine knows it); closing or cancelling the stream stops generation within a token
+    or so. Errors are SwitchboardErrors.
     """
 
-    async def start(self) -> None: ...
+    counters: EngineCounters
 
-    async def chat(self, call: ChatCall) -> dict[str, Any]: ...
+    async def start(self) -> None: ...
 
     def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]: ...
 

@@ -1,4 +1,7 @@
-"""The LLM deployment: loads its backend, proves it can answer one token, serves chats."""
+"""The LLM deployment: loads its backend, proves it can answer one token, serves chats.
+
+Every answer is streamed from the engine, whole answers too (assembled here), so that a caller that
+leaves or runs out of time stops the engine within a token: nothing generates for nobody."""
 
 from __future__ import annotations
 
@@ -6,11 +9,13 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
-from deployments.calls import PROBE_CALL, ChatCall
 from deployments.base import ModelDeployment
 from deployments.llm.backend import LLMBackend
-from serve_app.config import ModelSpec
-from serve_app.errors import DeadlineExceeded, ModelError
+from vocabulary.calls import PROBE_CALL, ChatCall
+from vocabulary.chat_chunks import assemble
+from vocabulary.config import ModelSpec
+from vocabulary.errors import DeadlineExceeded, ModelError
+
 
 def make_backend(spec: ModelSpec) -> LLMBackend:
     kind = spec.backend.kind
@@ -26,11 +31,7 @@ def make_backend(spec: ModelSpec) -> LLMBackend:
         from deployments.llm.transformers_backend import TransformersBackend
 
         return TransformersBackend(spec.backend)
-    if kind == "vllm":
-        from deployments.llm.vllm_backend import VLLMBackend
-
-        return VLLMBackend(spec)
-    raise ValueError(f"no LLM backend {kind!r}")
+    raise ValueError(f"no LLM backend {kind!r} (vllm runs in Ray Serve LLM's own deployment)")
 
 
 class LLMDeployment(ModelDeployment):
@@ -40,10 +41,15 @@ class LLMDeployment(ModelDeployment):
         return make_backend(spec)
 
     async def chat(self, call: ChatCall) -> dict[str, Any]:
-        return await self._within(call.budget_s, lambda: self._backend.chat(call))
+        """A whole answer, assembled from the engine's stream."""
+        return assemble([chunk async for chunk in self.chat_stream(call)], self._spec.name)
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
+        """The engine's chunks until it finishes, the call's budget ends, or the caller leaves. With no
+        max_tokens, generation is cut at max_tokens_cap (finish_reason "length")."""
         deadline = time.monotonic() + call.budget_s
+        cap = call.max_tokens_cap if call.max_tokens is None else None
+        produced = 0
         stream = self._backend.chat_stream(call)
         try:
             while True:
@@ -56,12 +62,30 @@ class LLMDeployment(ModelDeployment):
                     return
                 except TimeoutError as exc:
                     raise DeadlineExceeded(f"model {self._spec.name} ran out of time while streaming") from exc
+                produced += sum(1 for c in chunk.get("choices") or () if (c.get("delta") or {}).get("content"))
+                if cap is not None and produced >= cap and not _finishes(chunk):
+                    yield chunk
+                    yield _finish(chunk, "length")
+                    return
                 yield chunk
         finally:
-            await stream.aclose()
+            await stream.aclose()  # the backend's own finally stops its engine
+
+    async def stats(self, _: Any = None) -> dict[str, Any]:
+        """What the engine of this replica is doing and has done, counted by the engine."""
+        counters = self._backend.counters.as_dict()
+        return {"model": self._spec.name, "ongoing": counters["engine_active"], **counters}
 
     async def _probe_once(self) -> None:
-        result = await self._backend.chat(ChatCall(request_id="probe", budget_s=self._spec.probe_timeout_s,
-                                                   **PROBE_CALL))
+        result = await self.chat(ChatCall(request_id="probe", budget_s=self._spec.probe_timeout_s, **PROBE_CALL))
         if not result.get("choices"):
             raise ModelError(f"probe of {self._spec.name} returned no choices")
+
+
+def _finishes(chunk: dict[str, Any]) -> bool:
+    return any(c.get("finish_reason") for c in chunk.get("choices") or ())
+
+
+def _finish(like: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {"id": like.get("id"), "object": "chat.completion.chunk", "created": like.get("created"),
+            "model": like.get("model", ""), "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}

@@ -1,6 +1,10 @@
 """Hugging Face transformers on CPU: a second, independent text engine (a llama.cpp crash does not
 take it down), and the path for HF-format models without vLLM. Loads a GGUF (dequantised) with
-`gguf_file=` or an HF model folder."""
+`gguf_file=` or an HF model folder.
+
+`generate` runs on the engine's thread with a streamer that counts every token it is handed and a
+stopping criterion that reads the request's cancel flag: a stream that is closed or cancelled stops
+generation at the next token."""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ import time
 import uuid
 from typing import Any, AsyncIterator
 
-from deployments.calls import ChatCall
-from deployments.executor import EngineThread
-from deployments.model_source import resolve
-from serve_app.errors import InvalidRequest, ModelError
+from deployments.llm.backend import EngineCounters
+from vocabulary.calls import ChatCall
+from vocabulary.engine_thread import EngineThread
+from vocabulary.errors import InvalidRequest, ModelError
+from vocabulary.model_source import resolve
 
-DEFAULT_MAX_NEW_TOKENS = 512
+PIECE_WAIT_S = 300.0  # the streamer's queue wait; generation ends (or is cancelled) long before
 
 
 class TransformersBackend:
@@ -24,7 +29,9 @@ class TransformersBackend:
         self._model = None
         self._tokenizer = None
         self._thread = EngineThread("transformers")
+        self._reader = EngineThread("transformers-reader")  # waits on the streamer's queue
         self._lock = asyncio.Lock()
+        self.counters = EngineCounters()
 
     async def start(self) -> None:
         path = resolve(self._spec.source)
@@ -50,11 +57,12 @@ class TransformersBackend:
         if n + (call.max_tokens or 1) > limit:
             raise InvalidRequest(f"Requested tokens ({n + (call.max_tokens or 1)}) exceed context window of {limit}",
                                  param="messages", code="context_length_exceeded")
-        return ids, n
+        room = limit - n
+        return ids, n, min(call.max_tokens or room, room, call.max_tokens_cap or room)
 
-    def _generate_kwargs(self, call: ChatCall) -> dict[str, Any]:
+    def _generate_kwargs(self, call: ChatCall, max_new: int) -> dict[str, Any]:
         sampling = call.temperature is not None and call.temperature > 0
-        kwargs: dict[str, Any] = {"max_new_tokens": call.max_tokens or DEFAULT_MAX_NEW_TOKENS, "do_sample": sampling,
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new, "do_sample": sampling,
                                   "pad_token_id": self._tokenizer.eos_token_id}
         if sampling:
             kwargs["temperature"] = call.temperature
@@ -65,40 +73,7 @@ class TransformersBackend:
             kwargs["tokenizer"] = self._tokenizer
         return kwargs
 
-    def _seed(self, call: ChatCall) -> None:
-        if call.seed is not None:
-            import torch
-
-            torch.manual_seed(call.seed)
-
-    async def chat(self, call: ChatCall) -> dict[str, Any]:
-        self._require()
-        cancelled = threading.Event()
-
-        def run():
-            inputs, n = self._inputs(call)
-            self._seed(call)
-            out = self._model.generate(**inputs, **self._generate_kwargs(call), stopping_criteria=_stop_when(cancelled))
-            new = out[0][n:]
-            text = self._tokenizer.decode(new, skip_special_tokens=True)
-            return _trim_stop(text, call.stop), n, len(new)
-
-        async with self._lock:
-            try:
-                text, prompt_tokens, completion_tokens = await self._thread.run(run)
-            except asyncio.CancelledError:
-                cancelled.set()  # the caller is gone: generation stops at the next token
-                raise
-        finish = "length" if completion_tokens >= (call.max_tokens or DEFAULT_MAX_NEW_TOKENS) else "stop"
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": "", "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                          "finish_reason": finish}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens}}
-
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
-        from transformers import TextIteratorStreamer
-
         self._require()
         chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
@@ -106,55 +81,108 @@ class TransformersBackend:
             return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": "",
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
+        cancel = threading.Event()  # the caller left or ran out of time
+        enough = threading.Event()  # a stop string was found
         async with self._lock:
-            inputs, n = await self._thread.run(self._inputs, call)
-            streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+            inputs, n, max_new = await self._thread.run(self._inputs, call)
+            streamer = _counting_streamer(self._tokenizer, cancel, self.counters)
 
             def run():
-                self._seed(call)
-                return self._model.generate(**inputs, **self._generate_kwargs(call), streamer=streamer)
+                if call.seed is not None:
+                    import torch
 
+                    torch.manual_seed(call.seed)
+                return self._model.generate(**inputs, **self._generate_kwargs(call, max_new), streamer=streamer,
+                                            stopping_criteria=_stop_when(cancel, enough))
+
+            self.counters.active += 1
             generation = asyncio.ensure_future(self._thread.run(run))
-            loop = asyncio.get_running_loop()
+            text = _StopFilter(call.stop)
+            role = {"role": "assistant"}
+            finished = False
             try:
-                yield chunk({"role": "assistant", "content": ""})
                 while True:
-                    piece = await loop.run_in_executor(None, next, streamer, None)
+                    piece = await self._reader.run(next, streamer, None)
                     if piece is None:
                         break
-                    if piece:
-                        yield chunk({"content": piece})
+                    out, stopped = text.feed(piece)
+                    if out:
+                        yield chunk({**role, "content": out})
+                        role = {}
+                    if stopped:
+                        enough.set()  # the stop string is here: nothing more is needed
+                        break
+                tail = text.flush()
+                if tail:
+                    yield chunk({**role, "content": tail})
                 out = await generation
                 produced = out.shape[1] - n
-                yield chunk({}, "length" if produced >= (call.max_tokens or DEFAULT_MAX_NEW_TOKENS) else "stop")
+                finished = True
+                final = chunk({}, "length" if produced >= max_new and not text.stopped else "stop")
+                final["usage"] = {"prompt_tokens": n, "completion_tokens": int(produced),
+                                  "total_tokens": n + int(produced)}
+                yield final
             finally:
-                if not generation.done():
-                    await asyncio.shield(generation)  # the engine finishes its step; nothing is left behind
+                self.counters.active -= 1
+                if not finished and not cancel.is_set():
+                    self.counters.cancelled += 1
+                cancel.set()  # generation stops at its next token; the engine thread serialises the next call
 
     async def check(self) -> None:
         self._require()
 
     async def close(self) -> None:
         self._thread.close()
+        self._reader.close()
 
     def _require(self):
         if self._model is None:
             raise ModelError("transformers model is not loaded")
 
 
-def _stop_when(event: threading.Event):
+class _StopFilter:
+    """Text as it streams, cut before the first stop string; a possible start of one is held back."""
+
+    def __init__(self, stops: list[str] | None) -> None:
+        self._stops = [s for s in stops or () if s]
+        self._hold = max((len(s) for s in self._stops), default=1) - 1
+        self._pending = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        self._pending += piece
+        cuts = [at for at in (self._pending.find(s) for s in self._stops) if at >= 0]
+        if cuts:
+            out, self._pending, self.stopped = self._pending[:min(cuts)], "", True
+            return out, True
+        keep = len(self._pending) - self._hold
+        out, self._pending = (self._pending[:keep], self._pending[keep:]) if keep > 0 else ("", self._pending)
+        return out, False
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return "" if self.stopped else out
+
+
+def _counting_streamer(tokenizer, cancel: threading.Event, counters: EngineCounters):
+    from transformers import TextIteratorStreamer
+
+    class CountingStreamer(TextIteratorStreamer):
+        """Every generated token passes through put(): counted here, by the engine."""
+
+        def put(self, value) -> None:
+            if not self.next_tokens_are_prompt:
+                counters.produced(int(value.numel()), cancel)
+            super().put(value)
+
+    return CountingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=PIECE_WAIT_S)
+
+
+def _stop_when(*events: threading.Event):
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class Cancelled(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs) -> bool:
-            return event.is_set()
+            return any(event.is_set() for event in events)
 
     return StoppingCriteriaList([Cancelled()])
-
-
-def _trim_stop(text: str, stops: list[str] | None) -> str:
-    for stop in stops or ():
-        at = text.find(stop)
-        if at >= 0:
-            text = text[:at]
-    return text

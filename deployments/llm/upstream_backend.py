@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import threading
 from typing import Any, AsyncIterator
 
 import httpx
 
-from deployments.calls import ChatCall
-from serve_app.backend_specs import UpstreamBackend as UpstreamSpec
-from serve_app.errors import DeadlineExceeded, ModelError, UpstreamError
+from vocabulary.backend_specs import UpstreamBackend as UpstreamSpec
+from deployments.llm.backend import EngineCounters
+from vocabulary.calls import ChatCall
+from vocabulary.errors import DeadlineExceeded, ModelError, UpstreamError
+from vocabulary.openai_http import openai_http_client
 
+_NEVER = threading.Event()  # the remote engine's own cancellation is not seen from here
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
@@ -24,38 +27,22 @@ class UpstreamBackend:
     def __init__(self, spec: UpstreamSpec) -> None:
         self._spec = spec
         self._client: httpx.AsyncClient | None = None
+        # The engine is remote: tokens are counted as they arrive; closing the stream closes the
+        # connection, which stops the server's generation (vLLM, llama.cpp's server).
+        self.counters = EngineCounters()
 
     async def start(self) -> None:
-        headers = {}
-        if self._spec.api_key_env:
-            key = os.environ.get(self._spec.api_key_env)
-            if not key:
-                raise ModelError(f"environment variable {self._spec.api_key_env} (upstream API key) is not set")
-            headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.AsyncClient(
-            base_url=self._spec.base_url.rstrip("/"),
-            headers=headers,
-            timeout=self._spec.timeout_s,
-            limits=httpx.Limits(max_connections=self._spec.max_connections),
-        )
+        self._client = openai_http_client(self._spec.base_url, api_key_env=self._spec.api_key_env,
+                                          timeout_s=self._spec.timeout_s, max_connections=self._spec.max_connections)
 
     def _body(self, call: ChatCall, stream: bool) -> dict[str, Any]:
-        return {"model": self._spec.model, "messages": call.messages, "stream": stream, **call.sampling()}
+        body = {"model": self._spec.model, "messages": call.messages, "stream": stream, **call.sampling()}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
 
     def _timeout(self, call: ChatCall) -> float:
         return max(0.001, min(self._spec.timeout_s, call.budget_s))
-
-    async def chat(self, call: ChatCall) -> dict[str, Any]:
-        client = self._require()
-        try:
-            resp = await client.post("/chat/completions", json=self._body(call, False), timeout=self._timeout(call))
-        except httpx.TimeoutException as exc:
-            raise DeadlineExceeded(f"upstream {self._spec.base_url} did not answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise ModelError(f"upstream {self._spec.base_url} unreachable: {type(exc).__name__}") from exc
-        if resp.status_code >= 400:
-            raise self._error(resp.status_code, resp.content, call)
-        return resp.json()
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
         client = self._require()
@@ -75,6 +62,8 @@ class UpstreamBackend:
                     if "error" in chunk:
                         err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
                         raise UpstreamError(f"upstream stream error: {err.get('message')}", http_status=502)
+                    if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()):
+                        self.counters.produced(1, _NEVER)
                     yield chunk
                 # An OpenAI-compatible stream ends with [DONE]; without it the answer is cut short
                 # (llama.cpp's server, for one, answers 200 and closes on a prompt over its context).

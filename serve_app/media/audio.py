@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deployments.calls import SAMPLE_RATE_STT
-from serve_app.errors import InvalidRequest, SwitchboardError
+from vocabulary.calls import SAMPLE_RATE_STT
+from vocabulary.errors import InvalidRequest, SwitchboardError
 
 AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg", "webm", "m4a")
 

@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from serve_app.errors import InvalidRequest, PayloadTooLarge
+from vocabulary.errors import InvalidRequest, PayloadTooLarge
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 

@@ -8,8 +8,8 @@ import binascii
 import io
 import re
 
-from serve_app.errors import InvalidRequest, PayloadTooLarge
 from serve_app.media.audio import UnsupportedMediaType
+from vocabulary.errors import InvalidRequest, PayloadTooLarge
 
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif",
                  "BMP": "image/bmp", "TIFF": "image/tiff"}

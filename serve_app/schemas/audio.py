@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_app.schemas.chat import ChatMessage
+from serve_app.schemas.text import Text
+
 TranscriptFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
 SpeechFormat = Literal["wav", "pcm", "mp3", "opus", "flac"]
 
@@ -14,21 +17,21 @@ class SpeechRequest(BaseModel):
     """POST /v1/audio/speech"""
 
     model_config = ConfigDict(extra="ignore")
-    model: str = Field("tts-1", min_length=1)
-    input: str = Field(min_length=1, description="The text to speak.")
-    voice: str = Field("alloy", min_length=1, description="A configured voice, or one of OpenAI's voice names.")
+    model: Text = Field("tts-1", min_length=1)
+    input: Text = Field(min_length=1, description="The text to speak.")
+    voice: Text = Field("alloy", min_length=1, description="A configured voice, or one of OpenAI's voice names.")
     response_format: SpeechFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
-    instructions: str | None = Field(None, description="Accepted for compatibility; ignored by these voices.")
+    instructions: Text | None = Field(None, description="Accepted for compatibility; ignored by these voices.")
 
 
 class TTSRequest(BaseModel):
     """POST /api/voice/tts"""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1)
-    voice: str = "alloy"
-    model: str = "auto"
+    text: Text = Field(min_length=1)
+    voice: Text = "alloy"
+    model: Text = "auto"
     format: SpeechFormat = "wav"
     speed: float = Field(1.0, ge=0.25, le=4.0)
 
@@ -37,9 +40,9 @@ class SearchRequest(BaseModel):
     """POST /api/search"""
 
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=1000)
+    query: Text = Field(min_length=1, max_length=1000)
     max_results: int = Field(5, ge=1, le=25)
-    model: str = "auto"
+    model: Text = "auto"
 
 
 class SearchResult(BaseModel):
@@ -108,9 +111,10 @@ class CommitteeRequest(BaseModel):
     """POST /api/committee"""
 
     model_config = ConfigDict(extra="forbid")
-    messages: list[dict] = Field(min_length=1, description="Chat messages, content parts as in chat completions.")
-    members: list[str] | None = Field(None, min_length=1, max_length=8,
-                                      description="Routes (vision, stt, search, text) or model names.")
+    messages: list[ChatMessage] = Field(min_length=1,
+                                        description="Chat messages, content parts as in chat completions.")
+    members: list[Text] | None = Field(None, min_length=1, max_length=8,
+                                       description="Routes (vision, stt, search, text) or model names.")
     mode: Literal["all", "first_valid"] | None = None
     deadline_ms: int | None = Field(None, gt=0, description="Total deadline (capped by config).")
     max_tokens: int | None = Field(None, ge=1, le=32768)

@@ -7,6 +7,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from serve_app.schemas.text import Text
+
 
 class ErrorDetail(BaseModel):
     message: str
@@ -24,13 +26,13 @@ class ErrorResponse(BaseModel):
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ImageURL(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    url: str = Field(min_length=1)
-    detail: str | None = None
+    url: Text = Field(min_length=1)
+    detail: Text | None = None
 
 
 class ImagePart(BaseModel):
@@ -41,7 +43,7 @@ class ImagePart(BaseModel):
 
 class InputAudio(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    data: str = Field(min_length=1, description="Base64-encoded audio.")
+    data: Text = Field(min_length=1, description="Base64-encoded audio.")
     format: Literal["wav", "mp3"]
 
 
@@ -57,8 +59,8 @@ ContentPart = Annotated[Union[TextPart, ImagePart, AudioPart], Field(discriminat
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
+    content: Text | list[ContentPart] | None = None
+    name: Text | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -77,21 +79,21 @@ class AudioOutput(BaseModel):
     """OpenAI's `audio` parameter: the voice and format of a spoken answer."""
 
     model_config = ConfigDict(extra="ignore")
-    voice: str = "alloy"
+    voice: Text = "alloy"
     format: Literal["wav", "mp3", "flac", "opus", "pcm"] = "wav"
 
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field("auto", min_length=1, description="A roster entry's name, or 'auto'.")
+    model: Text = Field("auto", min_length=1, description="A roster entry's name, or 'auto'.")
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**63)
     n: int | None = Field(None, ge=1, le=1, description="Only n=1 is supported.")
     modalities: list[Literal["text", "audio"]] | None = Field(None, description='["text", "audio"] asks for a spoken answer.')

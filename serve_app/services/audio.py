@@ -6,11 +6,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from deployments.calls import CloneCall, SpeechCall, TranscribeCall
-from serve_app.errors import InvalidRequest, PayloadTooLarge
 from serve_app.media.audio import DecodedAudio, decode_audio
 from serve_app.services.context import RequestContext
-from serve_app.services.roster import OPENAI_VOICES, Roster
+from serve_app.services.roster import Roster
+from vocabulary.calls import CloneCall, SpeechCall, TranscribeCall
+from vocabulary.errors import InvalidRequest, PayloadTooLarge
+from vocabulary.routes import OPENAI_VOICES
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 

@@ -11,21 +11,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.calls import ChatCall
-from graphs.failover import ChainExhausted, first_answer
+from graphs.blame import Attempt
+from graphs.failover import ChainExhausted, ChainResult
 from graphs.routing import RouteDecision
-from serve_app.errors import DeadlineExceeded, InvalidRequest, ServiceUnavailable, SwitchboardError
 from serve_app.media.audio import encode_speech
 from serve_app.media.image import decode_base64
-from serve_app.model_client import ModelStream
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, TextPart
 from serve_app.services.audio import AudioService
 from serve_app.services.committee import CommitteeService
 from serve_app.services.context import RequestContext
-from serve_app.services.roster import Roster, exhausted, is_client_error, is_retryable
+from serve_app.services.roster import OpenChat, Roster, exhausted
 from serve_app.services.router import RouterService
 from serve_app.services.search import SearchService
 from serve_app.services.vision import VisionService
+from vocabulary.calls import ChatCall
+from vocabulary.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ServiceUnavailable,
+    SwitchboardError,
+)
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 _URL = re.compile(r"https?://[^\s<>\"')\]]+", re.IGNORECASE)
@@ -56,7 +61,7 @@ class ChatService:
         limit = self._roster.config.limits.max_messages
         if len(body.messages) > limit:
             raise InvalidRequest(f"{len(body.messages)} messages, over the limit of {limit}", param="messages")
-        decision = await self._router.decide(body, ctx.deadline)
+        decision = await self._router.decide(body, ctx)
         ctx.intent = decision.intent
         named = self._roster.specs.get(body.model)
         chain = self._roster.chain("llm", body.model if named is None or named.family == "llm" else "auto")
@@ -177,11 +182,14 @@ class ChatService:
 
     def _call(self, body: ChatCompletionRequest, messages: list[dict], ctx: RequestContext,
               deadline=None) -> ChatCall:
+        """The call for one model. With no max_tokens the model may use its context window less the
+        prompt (as vLLM does), capped by limits.max_output_tokens."""
         budget = (deadline or ctx.deadline).remaining()
         cap = self._roster.config.limits.max_output_tokens
+        asked = body.token_limit()
         return ChatCall(request_id=ctx.request_id, messages=messages, budget_s=budget,
-                        max_tokens=min(body.token_limit() or cap, cap), temperature=body.temperature, top_p=body.top_p,
-                        stop=body.stop, seed=body.seed)
+                        max_tokens=min(asked, cap) if asked else None, max_tokens_cap=cap,
+                        temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
 
     async def complete(self, body: ChatCompletionRequest, prepared: PreparedChat,
                        ctx: RequestContext) -> dict[str, Any]:
@@ -211,45 +219,16 @@ class ChatService:
                             "data": base64.b64encode(data).decode(), "transcript": text, "format": fmt}
 
     async def open_stream(self, body: ChatCompletionRequest, prepared: PreparedChat,
-                          ctx: RequestContext) -> tuple[str, ModelStream, dict | None]:
-        """A stream from the first model of the chain that produces a first chunk. A failure before
-        the first chunk moves to the next model; the client sees nothing of it."""
-
-        faults = self._roster.faults
-
-        async def attempt(name: str, share):
-            await share.run(faults.before(name))
-            stream = await self._roster.clients[name].stream("chat_stream", self._call(body, prepared.messages, ctx),
-                                                             ctx.deadline)
-            chunks = faults.stream(name, stream)
-            try:
-                return stream, chunks, await share.run(anext(chunks))
-            except StopAsyncIteration:
-                return stream, chunks, None
-            except BaseException:
-                stream.cancel()
-                raise
+                          ctx: RequestContext) -> tuple[OpenChat, ChainResult]:
+        """A stream from the first model of the chain that shows progress within its share. A failure
+        before that moves to the next model; the client sees nothing of it. The permit of the model
+        that answers stays open: the relay settles it when the stream ends."""
+        async def attempt(name: str, given: Attempt) -> OpenChat:
+            return await self._roster.open_chat(name, self._call(body, prepared.messages, ctx, given.request), given)
 
         try:
-            result = await first_answer(prepared.chain, attempt, ctx.deadline, is_client_error=is_client_error,
-                                        is_retryable=is_retryable, breakers=self._roster.breakers,
-                                        retry=self._roster.retry)
+            result = await self._roster.walk(prepared.chain, attempt, ctx, keep_permit=True)
         except ChainExhausted as exc:
             raise exhausted("llm", exc, ctx) from None
         ctx.used(result.model, result.failures)
-        stream, chunks, first = result.value
-        return result.model, StreamHandle(stream, chunks), first
-
-
-class StreamHandle:
-    """The chunks to relay (faults applied) and the stream to cancel."""
-
-    def __init__(self, stream: ModelStream, chunks) -> None:
-        self._stream = stream
-        self._chunks = chunks
-
-    def __aiter__(self):
-        return self._chunks.__aiter__()
-
-    def cancel(self) -> None:
-        self._stream.cancel()
+        return result.value, result

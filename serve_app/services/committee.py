@@ -7,11 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from deployments.calls import ChatCall, SearchCall, TranscribeCall, VisionCall
 from graphs.committee import Member, MemberSkipped, agreement, convene, merge
 from graphs.deadline import Deadline
 from graphs.failover import Failure
-from serve_app.errors import DeadlineExceeded, InvalidRequest, ModelError, ServiceUnavailable
 from serve_app.media.audio import DecodedAudio
 from serve_app.media.image import decode_base64
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart
@@ -19,10 +17,17 @@ from serve_app.services.audio import AudioService
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
 from serve_app.services.vision import VisionService
+from vocabulary.calls import ChatCall, SearchCall, TranscribeCall, VisionCall
+from vocabulary.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelError,
+    ServiceUnavailable,
+)
+from vocabulary.routes import ROUTE_FAMILY
 
 ROUTES = ("vision", "stt", "search", "text")
 FINAL_TURN_RESERVE_S = 2.0
-ROUTE_FAMILY = {"vision": "vision", "stt": "stt", "search": "search", "text": "llm"}
 INTENT_ROUTE = {"search": "search", "text": "text"}  # intents a text-only request can be asked as
 
 
@@ -75,34 +80,37 @@ class CommitteeService:
         chain = models or self._roster.chain(family)
         text = _user_text(body)
 
-        async def call(method: str, payload) -> tuple[str, Any]:
-            sub = RequestContext(ctx.request_id, ctx.deadline)
+        async def call(deadline: Deadline, method: str, payload) -> tuple[str, Any]:
+            # The member's chain shares out the member's deadline, not the request's.
+            sub = RequestContext(ctx.request_id, deadline)
             try:
                 return await _skipped_if_open(self._roster.call(family, chain, method, payload, sub))
             finally:
                 ctx.failures.extend(sub.failures)
 
         async def run(deadline: Deadline) -> tuple[str, str]:
-            return await deadline.run(work())
+            return await deadline.run(work(deadline))
 
-        async def work() -> tuple[str, str]:
+        async def work(deadline: Deadline) -> tuple[str, str]:
             if family == "vision":
                 if not images:
                     raise InvalidRequest("no image to read")
-                outs = [await call("read", lambda _n, d, im=im: VisionCall(ctx.request_id, im, d.remaining()))
+                outs = [await call(deadline, "read",
+                                   lambda _n, d, im=im: VisionCall(ctx.request_id, im, d.remaining()))
                         for im in images]
                 return outs[0][0], "\n\n".join(o["text"] for _, o in outs)
             if family == "stt":
                 if not audios:
                     raise InvalidRequest("no audio to transcribe")
-                outs = [await call("transcribe", lambda _n, d, a=a: TranscribeCall(ctx.request_id, a.pcm_bytes(),
-                                                                                   d.remaining()))
+                outs = [await call(deadline, "transcribe",
+                                   lambda _n, d, a=a: TranscribeCall(ctx.request_id, a.pcm_bytes(), d.remaining()))
                         for a in audios]
                 return outs[0][0], "\n\n".join(o["text"] for _, o in outs)
             if family == "search":
-                model, out = await call("search", lambda _n, d: SearchCall(ctx.request_id, text[:300], d.remaining()))
+                model, out = await call(deadline, "search",
+                                        lambda _n, d: SearchCall(ctx.request_id, text[:300], d.remaining()))
                 return model, "\n".join(f"- {r['title']} ({r['url']}): {r['snippet']}" for r in out["results"])
-            model, out = await call("chat", lambda _n, d: ChatCall(
+            model, out = await call(deadline, "chat", lambda _n, d: ChatCall(
                 ctx.request_id, [{"role": "user", "content": text}], d.remaining(), max_tokens=128, temperature=0))
             return model, out["choices"][0]["message"]["content"] or ""
 
@@ -134,11 +142,14 @@ class CommitteeService:
             report["agreement"] = agreement(readings[0].output, readings[1].output)
             report["uncertain"] = report["agreement"] < self.spec.agreement_threshold
             ctx.agreement = report["agreement"]
+        if ctx.deadline.expired() and not any(r.status == "ok" for r in results):
+            raise DeadlineExceeded("the request's deadline passed before any committee member answered")
         merged = merge(results)
         report["merged"] = merged
         answer, degraded = await self._final_turn(body, merged, ctx)
         report["answer"] = answer
-        report["degraded"] = degraded or any(r.status != "ok" for r in results)
+        # A member cancelled because an earlier one already answered (first_valid) is no failure.
+        report["degraded"] = degraded or any(r.degrades for r in results)
         return report
 
     async def cross_read(self, image: bytes, ctx: RequestContext) -> dict[str, Any]:
@@ -146,8 +157,9 @@ class CommitteeService:
         the reading, and two readings give the agreement score."""
         models = self.vision_models()
         members = [self._vision_member(m, image, ctx) for m in models]
-        # The readers get half of what is left: the LLM-only answer needs the other half.
-        results = await convene(members, Deadline(ctx.deadline.remaining() / 2), "all")
+        # The readers get what is left less the LLM-only answer's reserve (resilience.llm_only_reserve_ms).
+        readers = ctx.deadline.remaining() - self._roster.timing.reserve(ctx.deadline, 1)
+        results = await convene(members, Deadline(readers), "all")
         ctx.failures.extend(Failure(r.name, ModelError(r.error or r.status)) for r in results if r.status != "ok")
         ok = [r for r in results if r.status == "ok"]
         if not ok:
@@ -179,8 +191,8 @@ class CommitteeService:
         cap = self._roster.config.limits.max_output_tokens
         try:
             _, result = await self._roster.call("llm", self._roster.chain("llm"), "chat", lambda _n, d: ChatCall(
-                ctx.request_id, messages, d.remaining(), max_tokens=min(body.token_limit() or cap, cap),
-                temperature=body.temperature, seed=body.seed), ctx)
+                ctx.request_id, messages, d.remaining(), max_tokens=min(body.token_limit(), cap)
+                if body.token_limit() else None, max_tokens_cap=cap, temperature=body.temperature, seed=body.seed), ctx)
         except (ServiceUnavailable, DeadlineExceeded):
             ctx.notes.append("the LLM could not write the answer; the members' merged findings are returned")
             return merged, True

@@ -14,13 +14,14 @@ class RequestContext:
     deadline: Deadline
     models: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # told to the LLM, so that its answer says so
+    reasons: list[str] = field(default_factory=list)  # other reasons the answer is degraded (router fallback)
     intent: str | None = None
     agreement: float | None = None  # two OCR engines on the same image: 1 - CER
 
     @property
     def degraded(self) -> bool:
-        return bool(self.failures or self.notes)
+        return bool(self.failures or self.notes or self.reasons)
 
     def used(self, model: str, failures: list[Failure] = ()) -> None:
         if model not in self.models:
@@ -40,4 +41,4 @@ class RequestContext:
     def summary(self) -> dict:
         """The `switchboard` field of /api bodies and chat responses."""
         return {"models": self.models, "degraded": self.degraded,
-                "failed": [f.describe() for f in self.failures], "notes": self.notes}
+                "failed": [f.describe() for f in self.failures], "notes": self.notes + self.reasons}

@@ -4,32 +4,28 @@ through their failover chain (breakers, retries, injected faults, output validat
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
+from graphs.blame import Attempt, Blame, blame
 from graphs.breaker import BreakerPolicy, BreakerState, CircuitBreaker, CircuitOpen
-from graphs.deadline import Deadline, DeadlineExpired
-from graphs.failover import ChainExhausted, RetryPolicy, first_answer
+from graphs.deadline import Deadline
+from graphs.failover import ChainExhausted, ChainResult, RetryPolicy, TimePolicy, first_answer, settle
 from graphs.faults import Fault, FaultBook, InjectedFault
-from graphs.validators import corrupt, validate
-from serve_app.config import Family, ModelSpec, SwitchboardConfig
-from serve_app.errors import (DeadlineExceeded, InvalidRequest, ModelNotFound, ServiceUnavailable,
-                              SwitchboardError)
-from serve_app.model_client import ModelClient
+from graphs.validators import EmptyReading, corrupt, validate
+from vocabulary.chat_chunks import assemble, until_progress
+from serve_app.model_client import ModelClient, ModelStream
 from serve_app.services.context import RequestContext
+from vocabulary.config import Family, ModelSpec, SwitchboardConfig
+from vocabulary.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    ServiceUnavailable,
+    SwitchboardError,
+)
+from vocabulary.routes import FAMILY_ROUTE, OPENAI_MODEL_FAMILIES
 
-# OpenAI's model names, mapped to the roster's default model of the family.
-OPENAI_MODEL_FAMILIES: dict[str, Family] = {
-    "whisper-1": "stt", "gpt-4o-transcribe": "stt", "gpt-4o-mini-transcribe": "stt",
-    "tts-1": "tts", "tts-1-hd": "tts", "gpt-4o-mini-tts": "tts",
-}
-OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
 DEADLINE_SLACK_S = 0.05
-FAMILY_ROUTE = {"llm": "text", "vision": "vision", "stt": "stt", "tts": "tts", "search": "search", "clone": "clone"}
-
-
-def is_client_error(exc: BaseException) -> bool:
-    """A failure the request caused: the next model would refuse the same input."""
-    return isinstance(exc, SwitchboardError) and 400 <= exc.http_status < 500 and exc.http_status != 429
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -51,6 +47,8 @@ class Roster:
         self.breakers = {name: CircuitBreaker(name, policy, on_change=on_breaker_change) for name in clients}
         retry = config.resilience.retry
         self.retry = RetryPolicy(retry.retries, retry.backoff_ms / 1000, retry.min_budget_ms / 1000)
+        self.timing = TimePolicy(tail_reserve_s=config.resilience.llm_only_reserve_ms / 1000)
+        self.stall_s = {name: spec.stall_timeout_s() for name, spec in self.specs.items()}
         self.faults = FaultBook({name: Fault(**f.model_dump()) for name, f in config.faults.items()})
 
     def chain(self, family: Family, requested: str | None = None, *, param: str = "model") -> list[str]:
@@ -73,45 +71,118 @@ class Roster:
     def has(self, family: Family) -> bool:
         return bool(self.config.chain(FAMILY_ROUTE[family])[0])
 
+    async def walk(self, models: list[str], attempt: Callable[[str, Attempt], Any], ctx: RequestContext, *,
+                   tail: int = 0, keep_permit: bool = False) -> ChainResult:
+        """`first_answer` over the roster's breakers, retries and time policy."""
+        return await first_answer(models, attempt, ctx.deadline, tail=tail, is_retryable=is_retryable,
+                                  breakers=self.breakers, retry=self.retry, timing=self.timing,
+                                  stall_s=self.stall_s, keep_permit=keep_permit)
+
     async def call(self, family: Family, models: list[str], method: str,
                    make_payload: Callable[[str, Deadline], Any], ctx: RequestContext, *, tail: int = 0
                    ) -> tuple[str, Any]:
-        """Walk `models`; `make_payload(name, deadline)` builds each call with its share of the time.
-        Records who answered and who failed in `ctx`; raises 503/504 naming every failure."""
+        """Walk `models`; `make_payload(name, deadline)` builds each call with the time it is given.
+        Records who answered and who failed in `ctx`; raises 503/504 naming every failure. LLM calls
+        stream internally (`chat_stream`), whatever `method` says: see `_chat_attempt`."""
         if not models:
             raise ServiceUnavailable(f"the roster has no {family} model")
+        empty: list[tuple[str, Any]] = []  # vision: an empty reading, kept while the next engine tries
 
-        async def attempt(name: str, deadline: Deadline):
+        async def attempt(name: str, given: Attempt):
+            if family == "llm":
+                return await self._chat_attempt(name, make_payload, given)
+            budget = Deadline(min(given.share.remaining(), given.stall_s))
             client = self.clients[name]
-            result = await deadline.run(self.faults.around(
-                name, lambda: client.call(method, make_payload(name, deadline), deadline),
+            result = await given.first(self.faults.around(
+                name, lambda: client.call(method, make_payload(name, budget)),
                 lambda out, how: corrupt(family, out, how)))
-            return validate(family, name, result)
+            result = validate(family, name, result)
+            if family == "vision" and not result["text"].strip() and name != models[-1]:
+                empty.append((name, result))
+                raise EmptyReading(name, "read no text; the next engine tries")
+            return result
 
         try:
-            result = await first_answer(models, attempt, ctx.deadline, tail=tail, is_client_error=is_client_error,
-                                        is_retryable=is_retryable, breakers=self.breakers, retry=self.retry)
+            result = await self.walk(models, attempt, ctx, tail=tail)
         except ChainExhausted as exc:
+            if empty:  # nobody read more than nothing: the image may really be blank
+                name, value = empty[0]
+                ctx.used(name, [f for f in exc.failures if f.model != name])
+                return name, value
             raise exhausted(family, exc, ctx) from None
         ctx.used(result.model, result.failures)
         return result.model, result.value
+
+    async def open_chat(self, name: str, call: Any, given: Attempt) -> "OpenChat":
+        """Start a chat stream and read it up to its first sign of progress, within the share."""
+        await given.first(self.faults.before(name))
+        stream = await self.clients[name].stream("chat_stream", call)
+        chunks = self.faults.stream(name, stream)
+        try:
+            first = await given.first(until_progress(chunks))
+        except BaseException:
+            stream.cancel()
+            raise
+        return OpenChat(name, stream, chunks, first, given)
+
+    async def _chat_attempt(self, name: str, make_payload: Callable[[str, Deadline], Any],
+                            given: Attempt) -> dict[str, Any]:
+        """A whole chat answer, streamed: the share bounds the first token; after it, only a stall
+        or the request's own deadline cut a model that keeps producing tokens."""
+        opened = await self.open_chat(name, make_payload(name, given.request), given)
+        read = list(opened.first)
+        try:
+            async for chunk in opened.rest():
+                read.append(chunk)
+        finally:
+            opened.stream.cancel()
+        result = assemble(read, name)
+        fault = self.faults.get(name)
+        if fault is not None and fault.corrupt:
+            result = corrupt("llm", result, fault.corrupt)
+        return validate("llm", name, result)
 
     def spec(self, name: str) -> ModelSpec:
         return self.specs[name]
 
     async def probe(self, name: str) -> float:
-        """A health probe; a failed probe counts against the model's breaker."""
+        """A health probe; a probe failure that is the model's own counts against its breaker."""
         async def run():
             await self.faults.before(name)
             return await self.clients[name].probe()
 
+        breaker = self.breakers[name]
+        permit = breaker.acquire() if breaker.state is BreakerState.CLOSED else None
         try:
-            return await asyncio.wait_for(run(), timeout=self.config.health.probe_timeout_s)
-        except (SwitchboardError, InjectedFault, DeadlineExpired, TimeoutError):
-            breaker = self.breakers[name]
-            if breaker.state is BreakerState.CLOSED:
-                breaker.record_failure()
+            latency = await Deadline(self.config.health.probe_timeout_s).run(run())
+        except BaseException as exc:
+            settle(breaker, permit, Blame.NONE if isinstance(exc, asyncio.CancelledError) else blame(exc))
             raise
+        settle(breaker, permit, Blame.NONE)
+        return latency
+
+
+class OpenChat:
+    """A chat stream that has shown progress: the chunks read so far, and the rest, each within the
+    stall limit and the request's deadline."""
+
+    def __init__(self, model: str, stream: ModelStream, chunks: AsyncIterator, first: list, given: Attempt) -> None:
+        self.model = model
+        self.stream = stream
+        self._chunks = chunks
+        self.first = first
+        self.attempt = given
+
+    async def rest(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            try:
+                chunk = await self.attempt.next(anext(self._chunks))
+            except StopAsyncIteration:
+                return
+            yield chunk
+
+    def cancel(self) -> None:
+        self.stream.cancel()
 
 
 def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext) -> SwitchboardError:

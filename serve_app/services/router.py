@@ -3,16 +3,23 @@ in this process (placement: ingress, no hop) or behind a handle (placement: depl
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from graphs.deadline import Deadline
-from graphs.routing import RequestFeatures, RouteDecision, decide
+from graphs.routing import RequestFeatures, RouteDecision, decide, one_hot
 from serve_app.model_client import ModelClient
-from serve_app.router_config import RouterSpec
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart
-from serve_app.services.roster import OPENAI_MODEL_FAMILIES, Roster
+from serve_app.services.context import RequestContext
+from serve_app.services.roster import Roster
+from vocabulary.router_config import RouterSpec
+from vocabulary.errors import DeadlineExceeded
+from vocabulary.routes import OPENAI_MODEL_FAMILIES
 
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 CLASSIFY_BUDGET_S = 5.0
+ROUTER = "router"  # its name for fault injection and health
 
 
 class RouterService:
@@ -24,14 +31,15 @@ class RouterService:
 
     async def start(self) -> None:
         if self._client is None:
-            from deployments.router import make_classifier
+            from intent_router.classifier import make_classifier
 
             self._local = make_classifier(self._spec)
             await self._local.start()
 
     async def classify(self, text: str, deadline: Deadline) -> dict[str, Any]:
+        await deadline.run(self._roster.faults.before(ROUTER), cap_s=CLASSIFY_BUDGET_S)
         if self._local is not None:
-            from deployments.router import as_dict
+            from intent_router.classifier import as_dict
 
             return as_dict(await deadline.run(self._local.classify(text), cap_s=CLASSIFY_BUDGET_S))
         return await self._client.call("classify", text, deadline)
@@ -52,6 +60,19 @@ class RouterService:
                                has_audio=any(isinstance(p, AudioPart) for p in parts),
                                model_family=family)
 
-    async def decide(self, body: ChatCompletionRequest, deadline: Deadline) -> RouteDecision:
-        return await decide(self.features(body), lambda text: self.classify(text, deadline),
-                            min_confidence=self._spec.min_confidence, max_chars=self._spec.max_chars)
+    async def decide(self, body: ChatCompletionRequest, ctx: RequestContext) -> RouteDecision:
+        """The route. A router that fails, times out or has a fault injected sends the request to
+        text (the LLM answers), degraded, with the reason; only the request's own deadline is a 504."""
+        try:
+            return await decide(self.features(body), lambda text: self.classify(text, ctx.deadline),
+                                min_confidence=self._spec.min_confidence, max_chars=self._spec.max_chars)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if ctx.deadline.expired():
+                raise DeadlineExceeded("the request's deadline passed while it was being routed") from None
+            reason = f"the router failed ({getattr(exc, 'message', None) or type(exc).__name__}): the LLM answers"
+            logger.warning("router failed; routing to text", extra={
+                "request_id": ctx.request_id, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            ctx.reasons.append(reason)
+            return RouteDecision("text", 0.0, "fallback", one_hot("text"), reason)

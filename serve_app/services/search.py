@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployments.calls import SearchCall
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
+from vocabulary.calls import SearchCall
 
 
 class SearchService:

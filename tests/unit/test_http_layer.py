@@ -7,9 +7,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from serve_app import http_errors
-from serve_app.errors import ModelNotFound
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from serve_app.schemas.chat import ChatCompletionRequest
+from vocabulary.errors import ModelNotFound
 
 
 def make_app(limit=1000):

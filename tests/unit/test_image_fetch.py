@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from serve_app.errors import InvalidRequest, PayloadTooLarge
 from serve_app.media.fetch import BlockedURL, FetchPolicy, fetch_image, resolve_checked
+from vocabulary.errors import InvalidRequest, PayloadTooLarge
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ def test_invalid_json_is_logged_as_text():
 
 
 def test_form_data_and_odd_objects_become_json():
-    from starlette.datastructures import FormData, UploadFile
     import io
+
+    from starlette.datastructures import FormData, UploadFile
 
     form = FormData([("model", "whisper-1"), ("file", UploadFile(io.BytesIO(b"x" * 10), size=10, filename="a.wav"))])
     logged = loggable_body(form)

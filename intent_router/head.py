@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-INTENTS = ("vision", "voice", "text", "search")
 LATEST = "LATEST"
 _NAME = re.compile(r"^head-(\d{4,})\.json$")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from serve_app.config import ModelSource
-from serve_app.errors import ConfigError
+from vocabulary.config import ModelSource
+from vocabulary.errors import ConfigError
 
 
 def package_dir(package: str) -> Path:

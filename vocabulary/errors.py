@@ -94,6 +94,15 @@ class DeadlineExceeded(SwitchboardError):
     retryable = True
 
 
+class PlatformError(SwitchboardError):
+    """A limit of the platform (a message over a transport's cap, a replica that cannot be reached
+    for a reason that is not the model's) or a bug of ours: never counted against a model, logged
+    with its traceback."""
+
+    error_type = "internal_error"
+    code = "platform_error"
+
+
 class ServiceUnavailable(SwitchboardError):
     http_status = 503
     error_type = "service_unavailable"

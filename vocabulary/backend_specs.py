@@ -9,8 +9,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from serve_app.config_base import ModelSource, StrictModel
-
+from vocabulary.config_base import ModelSource, StrictModel
 
 # ---- llm ---------------------------------------------------------------------------------------
 

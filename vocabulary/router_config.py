@@ -6,8 +6,13 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from serve_app.backend_specs import LlamaCppBackend, UpstreamBackend
-from serve_app.config_base import AutoscalingSpec, ModelSource, ResourceSpec, StrictModel
+from vocabulary.backend_specs import LlamaCppBackend, UpstreamBackend
+from vocabulary.config_base import (
+    AutoscalingSpec,
+    ModelSource,
+    ResourceSpec,
+    StrictModel,
+)
 
 
 class EmbeddingClassifierSpec(StrictModel):

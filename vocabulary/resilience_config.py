@@ -6,14 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from serve_app.config_base import StrictModel
-
-Route = Literal["text", "vision", "stt", "tts", "search", "clone"]
-ROUTE_FAMILY = {"text": "llm", "vision": "vision", "stt": "stt", "tts": "tts", "search": "search", "clone": "clone"}
-LLM_ONLY = "llm_only"
-# Routes whose chain ends, by default, in the LLM-only path: the LLM answers and says what could
-# not be done. (text is the LLM; clone falls back to the plain voice.)
-LLM_ONLY_ROUTES = ("vision", "stt", "tts", "search")
+from vocabulary.config_base import StrictModel
 
 
 class BreakerSpec(StrictModel):
@@ -31,6 +24,9 @@ class RetrySpec(StrictModel):
 class ResilienceSpec(StrictModel):
     breaker: BreakerSpec = BreakerSpec()
     retry: RetrySpec = RetrySpec()
+    llm_only_reserve_ms: int = Field(
+        2000, ge=0, description="At most this much of a request's time (and never more than half) is kept back "
+                                "from a chain that ends in the LLM-only path, for that answer.")
 
 
 class FaultSpec(StrictModel):

@@ -13,13 +13,22 @@ from pydantic import Field, model_validator
 
 Family = Literal["llm", "router", "vision", "stt", "tts", "clone", "search"]  # keys of FAMILY_BACKENDS
 RESERVED_MODEL_NAMES = frozenset({"auto"})
+# How long a healthy model may take to show progress: an LLM streams tokens; the others answer whole
+# (600 s of audio takes about a minute on two cores).
+FAMILY_STALL_MS = {"llm": 10_000, "router": 10_000, "vision": 60_000, "stt": 300_000, "tts": 120_000,
+                   "clone": 120_000, "search": 15_000}
 
 
-from serve_app.backend_specs import FAMILY_BACKENDS, BackendSpec
-from serve_app.config_base import AutoscalingSpec, ModelSource, ResourceSpec, StrictModel
-from serve_app.resilience_config import (LLM_ONLY, LLM_ONLY_ROUTES, ROUTE_FAMILY, FaultSpec, ResilienceSpec,
-                                         Route)
-from serve_app.router_config import RouterSpec
+from vocabulary.backend_specs import FAMILY_BACKENDS, BackendSpec
+from vocabulary.config_base import (
+    AutoscalingSpec,
+    ModelSource,
+    ResourceSpec,
+    StrictModel,
+)
+from vocabulary.resilience_config import FaultSpec, ResilienceSpec
+from vocabulary.router_config import RouterSpec
+from vocabulary.routes import LLM_ONLY, LLM_ONLY_ROUTES, ROUTE_FAMILY, Route
 
 __all__ = ["AutoscalingSpec", "ModelSource", "ModelSpec", "ResourceSpec", "RouterSpec", "StrictModel",
            "SwitchboardConfig"]
@@ -33,6 +42,11 @@ class ModelSpec(StrictModel):
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     max_ongoing_requests: int = Field(8, ge=1)
     probe_timeout_s: float = Field(10.0, gt=0, description="Deadline of the start-up and health probes.")
+    stall_timeout_ms: int | None = Field(
+        None, gt=0, description="A model that produces nothing for this long is hung: the chain moves on and it "
+                                "counts on its breaker. For an LLM, the time to a token (the first or the next); "
+                                "for other families, the time to the answer. Default by family: "
+                                + ", ".join(f"{k} {v} ms" for k, v in FAMILY_STALL_MS.items()) + ".")
 
     @model_validator(mode="after")
     def _name_and_backend(self) -> "ModelSpec":
@@ -43,6 +57,9 @@ class ModelSpec(StrictModel):
             raise ValueError(f"backend {self.backend.kind!r} cannot serve family {self.family!r} "
                              f"(it takes: {', '.join(sorted(allowed))})")
         return self
+
+    def stall_timeout_s(self) -> float:
+        return (self.stall_timeout_ms or FAMILY_STALL_MS.get(self.family, 60_000)) / 1000
 
     def deployment_name(self) -> str:
         return f"{self.family}-{self.name}"

@@ -17,7 +17,8 @@ class ChatCall:
     request_id: str
     messages: list[dict[str, Any]]
     budget_s: float
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # None: the context window less the prompt, up to max_tokens_cap
+    max_tokens_cap: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] | None = None

