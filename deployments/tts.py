@@ -3,15 +3,15 @@ last-resort voice; GPU roster: Kokoro-82M from a local path. Every engine answer
 
 from __future__ import annotations
 
-import asyncio
-import io
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deployments.base import ModelDeployment
+from deployments.spawn import spawn_and_wait
 from vocabulary.calls import SpeechCall
 from vocabulary.config import ModelSpec
 from vocabulary.engine_thread import EngineThread
@@ -55,11 +55,13 @@ class PiperEngine:
 
 
 class EspeakEngine:
-    """espeak-ng as a subprocess; the text goes through stdin, never the command line."""
+    """The `espeak-ng` command, started with posix_spawn (deployments/spawn.py: no fork in a
+    replica). The text goes in through a file, never the command line; the WAV comes back in one."""
 
     def __init__(self, spec) -> None:
         self._spec = spec
         self._binary: str | None = None
+        self._thread = EngineThread("espeak")
 
     async def start(self) -> None:
         self._binary = shutil.which(self._spec.binary)
@@ -72,17 +74,18 @@ class EspeakEngine:
     async def synthesize(self, text: str, voice: str, speed: float) -> tuple[bytes, int]:
         import soundfile
 
-        proc = await asyncio.create_subprocess_exec(
-            self._binary, "-v", self._spec.voices[voice], "-s", str(int(175 * speed)), "--stdout", "--stdin",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            wav, err = await proc.communicate(text.encode("utf-8"))
-        except asyncio.CancelledError:
-            proc.kill()
-            raise
-        if proc.returncode != 0 or not wav:
-            raise ModelError(f"espeak-ng failed ({proc.returncode}): {err.decode(errors='replace')[:200]}")
-        samples, rate = soundfile.read(io.BytesIO(wav), dtype="int16")
+        with tempfile.TemporaryDirectory(prefix="sb-espeak-") as tmp:
+            folder = Path(tmp)
+            (folder / "text").write_text(text, encoding="utf-8")
+            code = await spawn_and_wait(
+                [self._binary, "-v", self._spec.voices[voice], "-s", str(int(175 * speed)), "-b", "1",
+                 "-w", str(folder / "out.wav"), "-f", str(folder / "text")],
+                stdout=folder / "log", stderr=folder / "log")
+            wav = folder / "out.wav"
+            if code != 0 or not wav.exists() or wav.stat().st_size == 0:
+                log = (folder / "log").read_text(errors="replace")[:200]
+                raise ModelError(f"espeak-ng failed ({code}): {log}")
+            samples, rate = await self._thread.run(lambda: soundfile.read(wav, dtype="int16"))
         return samples.tobytes(), rate
 
     async def check(self) -> None:
@@ -90,7 +93,7 @@ class EspeakEngine:
             raise ModelError("espeak-ng is gone")
 
     async def close(self) -> None:
-        pass
+        self._thread.close()
 
 
 class KokoroEngine:

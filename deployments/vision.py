@@ -1,15 +1,23 @@
 """Vision / OCR. CPU roster: RapidOCR (PP-OCR ONNX models in its wheel), text lines with boxes
-and confidences. GPU roster: PaddleOCR-VL (or Chandra) through an OpenAI-compatible vision chat."""
+and confidences, and Tesseract. GPU roster: PaddleOCR-VL (or Chandra) through an OpenAI-compatible
+vision chat. Every engine reads the image as deployments/ocr_image.py normalises it (8-bit RGB,
+upright), decoded on the engine's thread, never on the replica's event loop."""
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from deployments.base import ModelDeployment
+from deployments.ocr_image import normalise, upload_form
+from deployments.spawn import spawn_and_wait
 from vocabulary.calls import VisionCall
 from vocabulary.config import ModelSpec
 from vocabulary.engine_thread import EngineThread
@@ -34,7 +42,7 @@ class RapidOCREngine:
         engine = self._engine
 
         def run():
-            out = engine(call.image)
+            out = engine(normalise(call.image))
             boxes = out.boxes.tolist() if out.boxes is not None else []
             return [{"text": t, "box": [[round(x, 1), round(y, 1)] for x, y in b], "confidence": round(float(c), 4)}
                     for t, b, c in zip(out.txts or (), boxes, out.scores or ())]
@@ -51,55 +59,71 @@ class RapidOCREngine:
 
 
 class TesseractEngine:
-    """Tesseract through pytesseract; words grouped into lines, each with its box and mean confidence."""
+    """The `tesseract` command (Debian tesseract-ocr), started with posix_spawn (deployments/spawn.py:
+    no fork in a replica) on the normalised image; its TSV words grouped into lines, each with its
+    box and mean confidence. One OpenMP thread: the replica has a fraction of a 2-core machine."""
 
     def __init__(self, spec) -> None:
         self._spec = spec
         self._thread = EngineThread("tesseract")
-        self._ready = False
+        self._binary: str | None = None
+        self._env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
     async def start(self) -> None:
-        import pytesseract
-
-        try:
-            await self._thread.run(pytesseract.get_tesseract_version)
-        except pytesseract.TesseractNotFoundError as exc:
-            raise ModelError("tesseract is not installed (Debian: apt-get install tesseract-ocr)") from exc
-        self._ready = True
+        binary = shutil.which("tesseract")
+        if binary is None:
+            raise ModelError("tesseract is not installed (Debian: apt-get install tesseract-ocr)")
+        with tempfile.TemporaryDirectory(prefix="sb-tesseract-") as tmp:
+            err = Path(tmp) / "err"
+            if await spawn_and_wait([binary, "--version"], stdout=err, stderr=err, env=self._env) != 0:
+                raise ModelError(f"tesseract does not run: {err.read_text(errors='replace')[:200]}")
+        self._binary = binary
 
     async def read(self, call: VisionCall) -> dict[str, Any]:
-        import pytesseract
-        from PIL import Image
-
-        def run():
-            image = Image.open(io.BytesIO(call.image)).convert("RGB")
-            data = pytesseract.image_to_data(image, lang=self._spec.lang, config=f"--psm {self._spec.psm}",
-                                             output_type=pytesseract.Output.DICT)
-            lines: dict[tuple, dict] = {}
-            for i, word in enumerate(data["text"]):
-                if not word.strip() or float(data["conf"][i]) < 0:
-                    continue
-                key = (data["block_num"][i], data["par_num"][i], data["line_num"][i])
-                x, y, w, h = data["left"][i], data["top"][i], data["width"][i], data["height"][i]
-                line = lines.setdefault(key, {"words": [], "confs": [], "box": [x, y, x + w, y + h]})
-                line["words"].append(word)
-                line["confs"].append(float(data["conf"][i]) / 100)
-                b = line["box"]
-                line["box"] = [min(b[0], x), min(b[1], y), max(b[2], x + w), max(b[3], y + h)]
-            return [{"text": " ".join(v["words"]),
-                     "box": [[v["box"][0], v["box"][1]], [v["box"][2], v["box"][1]],
-                             [v["box"][2], v["box"][3]], [v["box"][0], v["box"][3]]],
-                     "confidence": round(sum(v["confs"]) / len(v["confs"]), 4)} for v in lines.values()]
-
-        lines = await self._thread.run(run)
+        with tempfile.TemporaryDirectory(prefix="sb-tesseract-") as tmp:
+            folder = Path(tmp)
+            await self._thread.run(lambda: normalise(call.image).save(folder / "in.png", compress_level=1))
+            code = await spawn_and_wait(
+                [self._binary, str(folder / "in.png"), str(folder / "out"), "-l", self._spec.lang,
+                 "--psm", str(self._spec.psm), "tsv"], stdout=folder / "log", stderr=folder / "log", env=self._env)
+            if code != 0:
+                log = (folder / "log").read_text(errors="replace")[-300:]
+                raise ModelError(f"tesseract exited with {code}: {log}")
+            lines = await self._thread.run(lambda: tsv_lines((folder / "out.tsv").read_text(errors="replace")))
         return {"text": "\n".join(line["text"] for line in lines), "lines": lines}
 
     async def check(self) -> None:
-        if not self._ready:
+        if self._binary is None or not Path(self._binary).exists():
             raise ModelError("tesseract not started")
 
     async def close(self) -> None:
         self._thread.close()
+
+
+def tsv_lines(tsv: str) -> list[dict[str, Any]]:
+    """Tesseract's TSV (level, page, block, par, line, word, left, top, width, height, conf, text)
+    as lines: words joined, the union of their boxes, their mean confidence (0..1)."""
+    lines: dict[tuple, dict] = {}
+    for row in tsv.splitlines()[1:]:
+        cols = row.split("\t", 11)
+        if len(cols) < 12 or not cols[11].strip():
+            continue
+        try:
+            conf = float(cols[10])
+            block, par, line_no, x, y, w, h = (int(c) for c in (cols[2], cols[3], cols[4], *cols[6:10]))
+        except ValueError:
+            continue
+        if conf < 0:
+            continue
+        line = lines.setdefault((block, par, line_no), {"words": [], "confs": [], "box": [x, y, x + w, y + h]})
+        line["words"].append(cols[11].strip())
+        line["confs"].append(conf / 100)
+        b = line["box"]
+        line["box"] = [min(b[0], x), min(b[1], y), max(b[2], x + w), max(b[3], y + h)]
+    return [{"text": " ".join(v["words"]),
+             "box": [[v["box"][0], v["box"][1]], [v["box"][2], v["box"][1]],
+                     [v["box"][2], v["box"][3]], [v["box"][0], v["box"][3]]],
+             "confidence": round(sum(v["confs"]) / len(v["confs"]), 4)} for v in lines.values()]
 
 
 class OpenAIVisionEngine:
@@ -108,13 +132,18 @@ class OpenAIVisionEngine:
     def __init__(self, spec) -> None:
         self._spec = spec
         self._client: httpx.AsyncClient | None = None
+        self._thread = EngineThread("vision-upload")
 
     async def start(self) -> None:
         self._client = openai_http_client(self._spec.base_url, api_key_env=self._spec.api_key_env,
                                           timeout_s=self._spec.timeout_s)
 
     async def read(self, call: VisionCall) -> dict[str, Any]:
-        url = f"data:{_mime(call.image)};base64,{base64.b64encode(call.image).decode()}"
+        def data_url() -> str:
+            image, mime = upload_form(call.image)
+            return f"data:{mime};base64,{base64.b64encode(image).decode()}"
+
+        url = await self._thread.run(data_url)
         body = {"model": self._spec.model, "max_tokens": self._spec.max_tokens, "temperature": 0,
                 "messages": [{"role": "user", "content": [
                     {"type": "image_url", "image_url": {"url": url}},
@@ -140,10 +169,7 @@ class OpenAIVisionEngine:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
-
-
-def _mime(image: bytes) -> str:
-    return "image/jpeg" if image[:3] == b"\xff\xd8\xff" else "image/png"
+        self._thread.close()
 
 
 ENGINES = {"rapidocr": RapidOCREngine, "tesseract": TesseractEngine, "openai_vision": OpenAIVisionEngine}

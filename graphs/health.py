@@ -69,3 +69,27 @@ def _describe(exc: BaseException) -> str:
         lines = str(exc).strip().splitlines()
         message = lines[-1] if lines else type(exc).__name__
     return f"{type(exc).__name__}: {message}"[:300]
+
+
+_SERVE_FAILED = ("DEPLOY_FAILED", "UNHEALTHY")
+
+
+def with_deployment_reasons(report: dict[str, Any], reasons: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """The report, with the platform's own account of each failing model's deployment.
+
+    `reasons` maps a model to {"status", "reason", "message"} as the platform (Serve) gives them. A
+    failing model whose deployment the platform marks failed gets that reason as its `error` (the
+    probe's own error, often only "DeploymentUnavailableError", moves to `probe_error`); any
+    reason given is kept under `deployment`. Models that answer their probe are left alone."""
+    if not reasons:
+        return report
+    models = {}
+    for name, entry in report["models"].items():
+        why = reasons.get(name)
+        if why and entry.get("status") != "ok":
+            entry = {**entry, "deployment": dict(why)}
+            if why.get("status") in _SERVE_FAILED and why.get("reason"):
+                entry["probe_error"] = entry.get("error")
+                entry["error"] = f"deployment {why['status']}: {why['reason']}"
+        models[name] = entry
+    return {**report, "models": models}

@@ -154,6 +154,7 @@ class LLMPromptClassifier:
             path = resolve(self._engine_spec.source)
             self._llama = await self._thread.run(lambda: Llama(
                 model_path=str(path), n_ctx=self._engine_spec.n_ctx, n_threads=self._engine_spec.n_threads,
+                n_threads_batch=self._engine_spec.n_threads,
                 verbose=False))
             self._grammar = LlamaGrammar.from_string(GRAMMAR, verbose=False)
         else:

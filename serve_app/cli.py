@@ -1,4 +1,5 @@
-"""The `switchboard` command: check a config, train the router's head, evaluate a router."""
+"""The `switchboard` command: run and stop the service, check a config, train the router's head,
+evaluate a router."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description="Switchboard tools.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    run = sub.add_parser("run", help="serve a config with `serve run`, supervised: refuses a held port, "
+                                     "reports failed deployments, stops cleanly on SIGTERM/SIGINT")
+    run.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="Serve config file")
+    run.add_argument("serve_args", nargs=argparse.REMAINDER, help="more arguments for `serve run` (after --)")
+
+    stop = sub.add_parser("stop", help="stop a running Switchboard (however started) and its leftovers")
+    stop.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="Serve config file (for its port)")
+    stop.add_argument("--timeout", type=float, default=75.0, help="seconds to wait for a clean stop")
+
     check = sub.add_parser("check-config", help="validate a Serve config file's Switchboard args")
     check.add_argument("path")
 
@@ -41,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from serve_app.supervisor import run as run_supervised
+
+        extra = args.serve_args[1:] if args.serve_args[:1] == ["--"] else args.serve_args
+        return run_supervised(args.config, extra)
+    if args.command == "stop":
+        from serve_app.supervisor import stop as stop_all
+
+        return stop_all(args.config, timeout_s=args.timeout)
     if args.command == "check-config":
         from serve_app.config_file import load_serve_config
 

@@ -3,6 +3,7 @@
 Routes parse HTTP and hand over to the services (serve_app/services), which hold the logic.
 """
 
+import asyncio
 import base64
 import hmac
 import logging
@@ -20,10 +21,11 @@ from graphs.blame import Blame, blame
 from graphs.deadline import Deadline
 from graphs.failover import settle
 from graphs.faults import Fault
-from graphs.health import HealthMonitor
+from graphs.health import HealthMonitor, with_deployment_reasons
 from serve_app import http_errors, sse
 from serve_app.llm_server_client import model_client
-from serve_app.media.audio import SPEECH_FORMATS, encode_speech
+from serve_app.media.audio import SPEECH_FORMATS
+from serve_app.media.pool import MediaPool
 from serve_app.metrics import IngressMetrics
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from serve_app.schemas.audio import (
@@ -40,6 +42,7 @@ from serve_app.schemas.audio import (
     VisionResponse,
 )
 from serve_app.schemas.chat import ChatCompletionRequest, ErrorResponse
+from serve_app.serve_status import deployment_names, serve_reasons
 from serve_app.schemas.text import Text
 from serve_app.services import transcript_formats
 from serve_app.services.audio import AudioService
@@ -103,12 +106,14 @@ class SwitchboardIngress:
         self._config = config
         specs = config.by_name()
         clients = {name: model_client(specs[name], handle) for name, handle in handles.items()}
+        await asyncio.gather(*(client.warm() for client in clients.values()))
         self._metrics = IngressMetrics()
         self._roster = Roster(config, clients, on_breaker_change=self._metrics.breaker_changed)
         self._router = RouterService(config.router, self._roster, router_handle)
         await self._router.start()
-        self._audio = AudioService(self._roster)
-        self._vision = VisionService(self._roster)
+        media = MediaPool()  # decodes, checks and encodes run here, off the event loop
+        self._audio = AudioService(self._roster, media)
+        self._vision = VisionService(self._roster, media)
         self._search = SearchService(self._roster)
         self._committee = CommitteeService(self._roster, self._audio, self._vision)
         self._chat = ChatService(self._roster, self._router, self._audio, self._vision, self._search,
@@ -202,7 +207,7 @@ class SwitchboardIngress:
     ):
         ctx = self._context(request)
         started = time.perf_counter()
-        audio = self._audio.decode(await file.read())
+        audio = await self._audio.decode(await file.read())
         result = await self._audio.transcribe(audio, ctx, model=model, language=language, prompt=prompt,
                                               temperature=temperature)
         self._log_done(ctx, started, "ok")
@@ -215,7 +220,7 @@ class SwitchboardIngress:
         started = time.perf_counter()
         speech = await self._audio.speak(body.input, body.voice, body.speed, ctx, model=body.model)
         self._log_done(ctx, started, "ok")
-        return self._audio_response(speech, body.response_format, ctx)
+        return await self._audio_response(speech, body.response_format, ctx)
 
     # ---- native endpoints ----------------------------------------------------------------------
 
@@ -225,7 +230,7 @@ class SwitchboardIngress:
                   language: Annotated[Text | None, Form(max_length=16)] = None,
                   model: Annotated[Text, Form()] = "auto"):
         ctx = self._context(request)
-        result = await self._audio.transcribe(self._audio.decode(await file.read()), ctx, model=model,
+        result = await self._audio.transcribe(await self._audio.decode(await file.read()), ctx, model=model,
                                               language=language)
         return JSONResponse({**result, "switchboard": ctx.summary()}, headers=ctx.headers())
 
@@ -233,7 +238,7 @@ class SwitchboardIngress:
     async def tts(self, body: TTSRequest, request: Request):
         ctx = self._context(request)
         speech = await self._audio.speak(body.text, body.voice, body.speed, ctx, model=body.model)
-        return self._audio_response(speech, body.format, ctx)
+        return await self._audio_response(speech, body.format, ctx)
 
     @app.post("/api/voice/clone", summary="Speak text in the voice of a reference recording",
               response_model=CloneResponse)
@@ -242,9 +247,9 @@ class SwitchboardIngress:
                     reference_text: Annotated[Text | None, Form(max_length=2000)] = None,
                     format: Annotated[SpeechFormat, Form()] = "wav"):
         ctx = self._context(request)
-        ref = self._audio.decode(await reference.read(), param="reference")
+        ref = await self._audio.decode(await reference.read(), param="reference")
         speech = await self._audio.clone(text, ref, reference_text, ctx)
-        audio, _ = encode_speech(speech.pcm16, speech.sample_rate, format)
+        audio, _ = await self._audio.encode(speech, format)
         headers = {**ctx.headers(), "x-switchboard-cloned": "true" if speech.cloned else "false"}
         return JSONResponse({"audio": base64.b64encode(audio).decode(), "format": format,
                              "sample_rate": speech.sample_rate, "cloned": speech.cloned, "model": speech.model,
@@ -261,7 +266,7 @@ class SwitchboardIngress:
             raise InvalidRequest("send exactly one of 'file' or 'image_url'", param="file")
         if file is not None:
             image = await file.read()
-            self._vision.check(image, param="file")
+            await self._vision.check(image, param="file")
         else:
             image = await self._vision.load(image_url, ctx, param="image_url")
         result = await self._vision.read(image, ctx, model=model)
@@ -279,6 +284,10 @@ class SwitchboardIngress:
     @app.get("/api/health", summary="Deep health: every model dry-runs a tiny input")
     async def health(self):
         report = await self._health.report()
+        # A model that fails its probe: ask Serve why (its deployment may have failed to start).
+        failing = {model: deployment for model, deployment in deployment_names(self._config).items()
+                   if report["models"].get(model, {}).get("status", "ok") != "ok"}
+        report = with_deployment_reasons(report, await serve_reasons(failing))
         breakers = self._roster.breakers
         models = {name: {**entry, **({"breaker": breakers[name].state.value,
                                       "failures_in_window": breakers[name].failures_in_window()}
@@ -367,9 +376,8 @@ class SwitchboardIngress:
             raise InvalidRequest(f"{DEADLINE_HEADER} must be positive", param=DEADLINE_HEADER)
         return Deadline(min(wanted, limits.max_ms) / 1000)
 
-    @staticmethod
-    def _audio_response(speech, fmt: str, ctx: RequestContext) -> Response:
-        audio, mime = encode_speech(speech.pcm16, speech.sample_rate, fmt)
+    async def _audio_response(self, speech, fmt: str, ctx: RequestContext) -> Response:
+        audio, mime = await self._audio.encode(speech, fmt)
         headers = {**ctx.headers(), "x-switchboard-voice": speech.voice,
                    "x-switchboard-sample-rate": str(speech.sample_rate)}
         return Response(audio, media_type=mime, headers=headers)

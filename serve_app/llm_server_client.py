@@ -28,10 +28,13 @@ class LLMServerModelClient(ModelClient):
         super().__init__(name, handle)
         self._adapter = adapter
 
-    def _generator(self, call: ChatCall, stream: bool, deadline: Deadline) -> ModelStream:
+    async def warm(self, timeout_s: float = 30.0) -> None:
+        """LLMServer has no `stats`; its first call sets its handle up."""
+
+    def _generator(self, call: ChatCall, stream: bool, deadline: Deadline | None) -> ModelStream:
         return ModelStream(self.name, self._stream_handle.chat.remote(self._adapter.request(call, stream)), deadline)
 
-    async def call(self, method: str, payload: ChatCall, deadline: Deadline) -> dict:
+    async def call(self, method: str, payload: ChatCall, deadline: Deadline | None = None) -> dict:
         stream = self._generator(payload, False, deadline)
         try:
             return self._adapter.completion([item async for item in stream])
@@ -40,7 +43,7 @@ class LLMServerModelClient(ModelClient):
         except Exception as exc:
             raise translate(exc, self.name) from None
 
-    async def stream(self, method: str, payload: ChatCall, deadline: Deadline) -> "FlatStream":
+    async def stream(self, method: str, payload: ChatCall, deadline: Deadline | None = None) -> "FlatStream":
         return FlatStream(self._generator(payload, True, deadline), self._adapter.chunks)
 
     async def probe(self) -> float:

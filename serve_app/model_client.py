@@ -50,6 +50,16 @@ class ModelClient:
         self._handle = handle
         self._stream_handle = handle.options(stream=True)
 
+    async def warm(self, timeout_s: float = 30.0) -> None:
+        """Make the first real call fast: one cheap call sets up the handle's router and its list of
+        replicas, and the streaming handle made after it shares them (a streaming handle made before
+        any call builds its own on first use, which cost a first chat well over a second)."""
+        try:
+            await self.call("stats", None, Deadline(timeout_s))
+        except SwitchboardError as exc:
+            logger.warning("could not warm the handle", extra={"model": self.name, "error": exc.message})
+        self._stream_handle = self._handle.options(stream=True)
+
     async def call(self, method: str, payload: Any, deadline: Deadline | None = None) -> Any:
         """The answer; under `deadline` when given (else the caller bounds the wait)."""
         response = getattr(self._handle, method).remote(payload)

@@ -19,7 +19,7 @@ class LlamaCppBackend(StrictModel):
     kind: Literal["llama_cpp"]
     source: ModelSource
     n_ctx: int = Field(2048, ge=128)
-    n_threads: int = Field(1, ge=1)
+    n_threads: int = Field(1, ge=1, description="Threads for generation and for the prompt.")
     n_batch: int = Field(256, ge=8)
 
 
@@ -115,7 +115,7 @@ class RapidOCRBackend(StrictModel):
 
 
 class TesseractBackend(StrictModel):
-    """Tesseract (Debian tesseract-ocr, through pytesseract): a second, independent OCR engine."""
+    """Tesseract (the Debian tesseract-ocr command, started without fork): a second, independent OCR engine."""
 
     kind: Literal["tesseract"]
     lang: str = "eng"

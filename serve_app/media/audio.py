@@ -1,6 +1,9 @@
 """Audio in: sniff the container, decode with PyAV, resample to 16 kHz mono float32, and refuse
 what a model cannot take (unknown format 415, undecodable/empty 400, too long 400).
-Audio out: encode int16 PCM as wav, pcm, flac, mp3 or opus with libsndfile (soundfile)."""
+Audio out: encode int16 PCM as wav, pcm, flac, mp3 or opus with libsndfile (soundfile).
+
+Both are CPU work of up to seconds (600 s of MP3): the ingress runs them on its MediaPool
+(serve_app/media/pool.py), never on its event loop."""
 
 from __future__ import annotations
 
@@ -41,15 +44,19 @@ def sniff_audio(data: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class DecodedAudio:
-    samples: np.ndarray  # float32, mono, 16 kHz
+    pcm: bytes  # float32 little-endian, mono, 16 kHz: what crosses the handle, made once off the loop
     container: str
 
     @property
+    def samples(self) -> np.ndarray:
+        return np.frombuffer(self.pcm, dtype=np.float32)
+
+    @property
     def duration_s(self) -> float:
-        return len(self.samples) / SAMPLE_RATE_STT
+        return len(self.pcm) / 4 / SAMPLE_RATE_STT
 
     def pcm_bytes(self) -> bytes:
-        return self.samples.astype(np.float32).tobytes()
+        return self.pcm
 
 
 def decode_audio(data: bytes, *, max_seconds: float, param: str = "file") -> DecodedAudio:
@@ -64,7 +71,7 @@ def decode_audio(data: bytes, *, max_seconds: float, param: str = "file") -> Dec
         raise InvalidRequest("the audio holds no samples", param=param, code="empty_audio")
     if not np.isfinite(samples).all():
         raise InvalidRequest("the audio holds invalid samples", param=param, code="invalid_audio")
-    return DecodedAudio(samples, container)
+    return DecodedAudio(samples.astype("<f4", copy=False).tobytes(), container)
 
 
 def _decode(data: bytes, max_seconds: float, param: str) -> np.ndarray:

@@ -6,7 +6,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from serve_app.media.audio import DecodedAudio, decode_audio
+from serve_app.media.audio import DecodedAudio, decode_audio, encode_speech
+from serve_app.media.image import decode_base64
+from serve_app.media.pool import MediaPool
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
 from vocabulary.calls import CloneCall, SpeechCall, TranscribeCall
@@ -26,12 +28,25 @@ class Speech:
 
 
 class AudioService:
-    def __init__(self, roster: Roster) -> None:
+    def __init__(self, roster: Roster, pool: MediaPool | None = None) -> None:
         self._roster = roster
         self._config = roster.config
+        self._pool = pool or MediaPool(name="audio")
 
-    def decode(self, data: bytes, param: str = "file") -> DecodedAudio:
-        return decode_audio(data, max_seconds=self._config.media.max_audio_seconds, param=param)
+    async def decode(self, data: bytes, param: str = "file") -> DecodedAudio:
+        """Decode and resample on the media pool (seconds of CPU for long audio), off the event loop."""
+        return await self._pool.run(decode_audio, data, max_seconds=self._config.media.max_audio_seconds,
+                                    param=param)
+
+    async def decode_base64(self, text: str, param: str) -> DecodedAudio:
+        """Base64 audio (a chat's input_audio part): unwrapped and decoded on the media pool."""
+        max_seconds = self._config.media.max_audio_seconds
+        return await self._pool.run(lambda: decode_audio(decode_base64(text, param=param), max_seconds=max_seconds,
+                                                         param=param))
+
+    async def encode(self, speech: Speech, fmt: str) -> tuple[bytes, str]:
+        """Encode speech (mp3, opus, flac, wav, pcm) on the media pool; returns (bytes, content type)."""
+        return await self._pool.run(encode_speech, speech.pcm16, speech.sample_rate, fmt)
 
     async def transcribe(self, audio: DecodedAudio, ctx: RequestContext, *, model: str | None = None,
                          language: str | None = None, prompt: str | None = None,

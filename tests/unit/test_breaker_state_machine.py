@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, multiple, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, multiple, precondition, rule
 
 from graphs.breaker import BreakerPolicy, CircuitBreaker, CircuitOpen
 
@@ -107,24 +107,35 @@ class BreakerMachine(RuleBasedStateMachine):
         self.outstanding: list[Held] = []
         self.generations: dict[int, int] = {}  # reference period -> the breaker's generation
 
-    @rule(target=permits)
-    def acquire(self):
-        ticket = self.ref.acquire(self.clock.now)
-        try:
-            permit = self.breaker.acquire()
-        except CircuitOpen:
-            assert ticket is None, "refused a call the rules admit"
-            return multiple()
-        assert ticket is not None, "admitted a call the rules refuse"
-        assert permit.probe == ticket.probe
-        assert self.generations.setdefault(ticket.period, permit.generation) == permit.generation
-        assert len(set(self.generations.values())) == len(self.generations), "a generation was reused"
-        held = Held(permit, ticket)
-        self.outstanding.append(held)
-        return held
+    @rule(target=permits, calls=st.integers(1, 3))
+    def acquire(self, calls):
+        """Calls arriving together; those admitted keep their permits."""
+        admitted = []
+        for _ in range(calls):
+            ticket = self.ref.acquire(self.clock.now)
+            try:
+                permit = self.breaker.acquire()
+            except CircuitOpen:
+                assert ticket is None, "refused a call the rules admit"
+                continue
+            assert ticket is not None, "admitted a call the rules refuse"
+            assert permit.probe == ticket.probe
+            assert self.generations.setdefault(ticket.period, permit.generation) == permit.generation
+            assert len(set(self.generations.values())) == len(self.generations), "a generation was reused"
+            admitted.append(Held(permit, ticket))
+        self.outstanding += admitted
+        return multiple(*admitted)
+
+    @rule(calls=st.integers(1, 4))
+    def fail_at_once(self, calls):
+        """Calls that fail as soon as they start (a model that is down)."""
+        for _ in range(calls):
+            for held in self.acquire(1).values:
+                self.end(held, "record_failure")
 
     @rule(held=consumes(permits), outcome=st.sampled_from(["record_success", "record_failure", "release"]))
     def end(self, held, outcome):
+        """Any outstanding permit, in any order: late ones too."""
         self.outstanding.remove(held)
         stale = held.ticket.period != self.ref.period
         before = (self.breaker.state, list(self.changes), self.breaker.failures_in_window())
@@ -140,6 +151,7 @@ class BreakerMachine(RuleBasedStateMachine):
         near = [0, 1, p.cooldown - 1, p.cooldown, p.cooldown + 1, p.window - 1, p.window, p.window + 1]
         self.clock.now += data.draw(st.sampled_from(near) | st.integers(0, 3 * max(p.window, p.cooldown)))
 
+    @precondition(lambda self: self.outstanding or self.ref.mode != "closed")  # else it changes nothing to see
     @rule()
     def reset(self):
         self.breaker.reset()
