@@ -3,7 +3,8 @@
 What clients send is not that. A CMYK JPEG reaches RapidOCR as four channels that it takes for
 RGBA (the black plate as alpha: the text vanishes); a 16-bit PNG is a uint16 array, and Pillow's
 own convert("RGB") clips every value over 255 to white (grey ink included); dark text on a
-transparent background is black on black once the alpha is dropped. Every vision engine reads what `normalise` makes of the bytes instead."""
+transparent background is black on black once the alpha is dropped. Every vision engine reads
+what `normalise` makes of the bytes instead."""
 
 from __future__ import annotations
 

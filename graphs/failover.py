@@ -78,7 +78,7 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class TimePolicy:
     stall_s: float = 10.0  # a model that produces nothing for this long is hung
-    tail_reserve_s: float = 2.0  # at most this is kept back for an LLM-only step after the chain
+    tail_reserve_s: float = 5.0  # at most this is kept back for an LLM-only step after the chain
 
     def reserve(self, deadline: Deadline, tail: int) -> float:
         return min(deadline.remaining() / 2, self.tail_reserve_s) if tail else 0.0

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = sub.add_parser("stop", help="stop a running Switchboard (however started) and its leftovers")
     stop.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="Serve config file (for its port)")
-    stop.add_argument("--timeout", type=float, default=75.0, help="seconds to wait for a clean stop")
+    stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for `switchboard run` to stop")
 
     check = sub.add_parser("check-config", help="validate a Serve config file's Switchboard args")
     check.add_argument("path")

@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.payload_log import loggable_body
 from serve_app.schemas.text import INVALID_UNICODE
-from vocabulary.errors import InvalidRequest, SwitchboardError, error_body
+from graphs.deadline import DeadlineExpired
+from vocabulary.errors import DeadlineExceeded, InvalidRequest, SwitchboardError, error_body
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
@@ -102,6 +103,13 @@ def install(app: FastAPI) -> None:
         err = SwitchboardError(str(exc.detail), code=code, http_status=exc.status_code)
         err.error_type = "invalid_request_error" if exc.status_code < 500 else "internal_error"
         return error_response(err, request)
+
+    @app.exception_handler(DeadlineExpired)
+    async def _deadline(request: Request, exc: DeadlineExpired):
+        """A deadline that expires anywhere is the request's 504, never a 500."""
+        logger.warning("request failed", extra={"request_id": request_id_of(request), "path": request.url.path,
+                                                 "status": 504, "code": "deadline_exceeded", "reason": str(exc)})
+        return error_response(DeadlineExceeded(f"the request's deadline passed: {exc}"), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

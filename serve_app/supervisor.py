@@ -44,12 +44,16 @@ from serve_app import serve_status
 PREFIX = "switchboard: "
 DEFAULT_HOST = "127.0.0.1"  # Serve's defaults when the config has no http_options
 DEFAULT_PORT = 8000
-# `serve run` stops gracefully on SIGINT (KeyboardInterrupt: serve.shutdown(), then Ray stops its
-# processes in order). On SIGTERM Ray's C++ failure handler aborts it at once and its processes go
-# down by fate-sharing, unordered; that is only the fallback.
-INTERRUPT_GRACE_S = 30.0
+# How `serve run` stops. SIGTERM: at once (about 3-5 s) -- Ray's failure-signal handler aborts it and
+# the processes it started go down with it (fate-sharing; HAProxy through switchboard-haproxy).
+# SIGINT: gracefully -- KeyboardInterrupt, serve.shutdown() drains Serve (in high-throughput mode
+# replicas stay reachable for RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S, 30 s by default),
+# then Ray stops its processes in order: 30-40 s.
+# The supervisor maps SIGTERM/SIGHUP/SIGQUIT (a supervisor, `kill`, `make stop`, a process-group
+# kill) to SIGTERM, and SIGINT (Ctrl-C) to SIGINT; a second SIGINT, or a graceful stop that takes
+# longer than INTERRUPT_GRACE_S, becomes SIGTERM; TERM_GRACE_S after SIGTERM what is left is killed.
+INTERRUPT_GRACE_S = 60.0
 TERM_GRACE_S = 15.0
-STOP_GRACE_S = INTERRUPT_GRACE_S + TERM_GRACE_S
 LEFTOVER_GRACE_S = 5.0
 PORT_FREE_WAIT_S = 15.0
 _DASHBOARD = re.compile(r"View the dashboard at (?:\x1b\[[0-9;]*m)*(https?://[^\s\x1b]+)")
@@ -228,7 +232,7 @@ def _die_with_supervisor() -> None:  # runs in the child between fork and exec
     from serve_app.haproxy_loopback import die_with_parent
 
     # A job started in the background inherits SIGINT ignored, and so would `serve run`: give it
-    # the default back, so that Python turns SIGINT into KeyboardInterrupt (its graceful stop).
+    # the default back, so that Python turns a forwarded SIGINT into KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     die_with_parent(signal.SIGTERM)
 
@@ -333,6 +337,7 @@ class Supervisor:
         self.out = out if out is not None else sys.stdout
         self.child: subprocess.Popen | None = None
         self.stop_requested_at: float | None = None
+        self.forwarded: int | None = None  # the signal forwarded to `serve run`, once stopping
         self.dashboard: str | None = None
         self.reporter = StatusReporter(f"http://{self.host}:{self.port}")
 
@@ -341,11 +346,17 @@ class Supervisor:
 
     # signals
     def _on_signal(self, signum, _frame) -> None:
-        if self.stop_requested_at is None:
-            self.stop_requested_at = time.monotonic()
-            say(f"{signal.Signals(signum).name}: stopping `serve run` (SIGINT, pid "
-                f"{self.child.pid if self.child else '-'})")
-            self._signal_child(signal.SIGINT)
+        wanted = signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM
+        if self.forwarded == signal.SIGTERM:
+            return  # already stopping at once (make, too, forwards a SIGTERM it got to its child)
+        if self.forwarded == signal.SIGINT:
+            if wanted == signal.SIGINT and time.monotonic() - self.stop_requested_at < 1.0:
+                return  # the same Ctrl-C, delivered twice
+            wanted = signal.SIGTERM  # a second Ctrl-C, or a SIGTERM during a graceful stop: stop now
+        self.forwarded, self.stop_requested_at = wanted, time.monotonic()
+        how = "gracefully (SIGINT; Ctrl-C again stops at once)" if wanted == signal.SIGINT else "(SIGTERM)"
+        say(f"{signal.Signals(signum).name}: stopping `serve run` {how}, pid {self.child.pid if self.child else '-'}")
+        self._signal_child(wanted)
 
     def _signal_child(self, sig: int) -> None:
         if self.child is not None and self.child.poll() is None:
@@ -406,23 +417,23 @@ class Supervisor:
                                          "port": self.port, "config": os.path.abspath(self.config)}))
         except OSError:
             pass
-        if self.stop_requested_at is not None:  # a signal came while it was starting
-            self._signal_child(signal.SIGINT)
+        if self.forwarded is not None:  # a signal came while it was starting
+            self._signal_child(self.forwarded)
         say(f"started `serve run {self.config}` (pid {self.child.pid}) for http://{self.host}:{self.port}")
         relay = threading.Thread(target=self._relay, args=(self.child.stdout,), daemon=True)
         relay.start()
         next_poll = time.monotonic()
-        escalated = killed = False
+        killed = False
         while self.child.poll() is None:
             now = time.monotonic()
             if self.stop_requested_at is not None:
                 waited = now - self.stop_requested_at
-                if not escalated and waited > INTERRUPT_GRACE_S:
+                if self.forwarded == signal.SIGINT and waited > INTERRUPT_GRACE_S:
                     say(f"`serve run` did not stop within {INTERRUPT_GRACE_S:.0f} s of SIGINT: SIGTERM")
+                    self.forwarded, self.stop_requested_at = signal.SIGTERM, now
                     self._signal_child(signal.SIGTERM)
-                    escalated = True
-                if not killed and waited > STOP_GRACE_S:
-                    say(f"`serve run` did not stop within {STOP_GRACE_S:.0f} s: killing its processes")
+                elif self.forwarded == signal.SIGTERM and not killed and waited > TERM_GRACE_S:
+                    say(f"`serve run` did not stop within {TERM_GRACE_S:.0f} s of SIGTERM: killing its processes")
                     terminate(session_members(self.child.pid), grace_s=1.0)
                     killed = True
             elif now >= next_poll:
@@ -478,43 +489,27 @@ def _same_config(proc: psutil.Process, config: str) -> bool:
     return any(os.path.realpath(os.path.join(cwd, a)) == target for a in args[2:])
 
 
-def ignores_sigint(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("SigIgn:"):
-                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
-    except (OSError, ValueError):
-        pass
-    return False
-
-
-def stop_serve_run(owner: psutil.Process, timeout_s: float) -> None:
-    """SIGINT (its graceful stop) unless it ignores SIGINT, as a backgrounded `serve run` does; then
-    SIGTERM; then SIGKILL for what is left of its session."""
+def stop_serve_run(owner: psutil.Process) -> None:
+    """SIGTERM (it stops in about 3-5 s; SIGINT would drain for 30 s or more, and a backgrounded
+    `serve run` ignores it), then SIGKILL for what is left of its session."""
     try:
         sid = os.getsid(owner.pid)
-        if ignores_sigint(owner.pid):
-            say(f"stopping `serve run` (pid {owner.pid}) with SIGTERM (it ignores SIGINT)")
-            owner.terminate()
-        else:
-            say(f"stopping `serve run` (pid {owner.pid}) with SIGINT")
-            owner.send_signal(signal.SIGINT)
-            if wait_exited([owner], min(INTERRUPT_GRACE_S, timeout_s)):
-                say(f"`serve run` (pid {owner.pid}) still runs: SIGTERM")
-                owner.terminate()
+        say(f"stopping `serve run` (pid {owner.pid}) with SIGTERM")
+        owner.terminate()
     except (ProcessLookupError, psutil.NoSuchProcess):
         return
     if wait_exited([owner], TERM_GRACE_S):
-        say(f"`serve run` (pid {owner.pid}) did not stop: killing it")
+        say(f"`serve run` (pid {owner.pid}) did not stop within {TERM_GRACE_S:.0f} s: killing it")
         terminate([owner], grace_s=1.0)
     if sid == owner.pid:  # it leads its own session: whatever is left there is its
+        wait_until(lambda: not session_members(sid), LEFTOVER_GRACE_S)
         rest = session_members(sid)
         if rest:
+            say("stopping what it left: " + ", ".join(f"{display_name(p)} (pid {p.pid})" for p in rest[:10]))
             terminate(rest)
 
 
-def stop(config: str, timeout_s: float = STOP_GRACE_S + 30) -> int:
+def stop(config: str, timeout_s: float = TERM_GRACE_S + LEFTOVER_GRACE_S + PORT_FREE_WAIT_S + 15) -> int:
     from serve_app.local_env import apply_local_env
 
     apply_local_env()
@@ -523,35 +518,42 @@ def stop(config: str, timeout_s: float = STOP_GRACE_S + 30) -> int:
     ports = [p for _, p in addresses]
     acted = False
 
-    # 1. A supervisor (make run / switchboard run) stops everything itself on SIGTERM.
-    state = state_path(port)
+    # 1. A supervisor (make run / switchboard run) stops everything itself on SIGTERM: the one named
+    # in its state file, or the parent of a `serve run` that holds our ports or runs this config.
+    supervisors, owners = {}, {}
     try:
-        info = json.loads(state.read_text())
-        sup = psutil.Process(int(info["supervisor"]))
+        sup = psutil.Process(int(json.loads(state_path(port).read_text())["supervisor"]))
         if is_supervisor(sup):
-            say(f"stopping `switchboard run` (pid {sup.pid}) on {host}:{port}")
-            acted = True
-            sup.terminate()
-            if wait_exited([sup], timeout_s):  # its `serve run` gets SIGTERM from the kernel when it dies
-                say(f"`switchboard run` (pid {sup.pid}) did not stop in {timeout_s:.0f} s: killing it")
-                sup.kill()
-                wait_exited([sup], 5)
+            supervisors[sup.pid] = sup
     except (OSError, ValueError, KeyError, psutil.Error):
         pass
-
-    # 2. A `serve run` started by hand: the one whose processes hold our ports, or that runs this config.
-    owners = {}
-    for p in ports:
-        for proc in listeners(p):
-            owner = serve_run_ancestor(proc)
-            if owner is not None:
-                owners[owner.pid] = owner
-    for proc in psutil.process_iter():
-        if proc.pid not in owners and is_serve_run(proc) and _same_config(proc, config):
-            owners[proc.pid] = proc
-    for owner in owners.values():
+    candidates = [serve_run_ancestor(proc) for p in ports for proc in listeners(p)]
+    candidates += [proc for proc in psutil.process_iter() if is_serve_run(proc) and _same_config(proc, config)]
+    for owner in filter(None, candidates):
+        try:
+            parent = owner.parent()
+        except psutil.Error:
+            parent = None
+        if parent is not None and is_supervisor(parent):
+            supervisors[parent.pid] = parent
+        else:
+            owners[owner.pid] = owner
+    for sup in supervisors.values():
+        say(f"stopping `switchboard run` (pid {sup.pid}) with SIGTERM")
         acted = True
-        stop_serve_run(owner, timeout_s)
+        try:
+            sup.terminate()
+        except psutil.NoSuchProcess:
+            continue
+        if wait_exited([sup], timeout_s):  # its `serve run` gets SIGTERM from the kernel when it dies
+            say(f"`switchboard run` (pid {sup.pid}) did not stop within {timeout_s:.0f} s: killing it")
+            terminate([sup], grace_s=1.0)
+
+    # 2. A `serve run` started by hand (or left by a supervisor that was killed).
+    for owner in owners.values():
+        if not exited(owner):
+            acted = True
+            stop_serve_run(owner)
 
     # 3. Leftovers that still hold a port: HAProxy or Ray processes whose Ray node is gone.
     others = []

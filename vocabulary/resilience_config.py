@@ -25,7 +25,7 @@ class ResilienceSpec(StrictModel):
     breaker: BreakerSpec = BreakerSpec()
     retry: RetrySpec = RetrySpec()
     llm_only_reserve_ms: int = Field(
-        2000, ge=0, description="At most this much of a request's time (and never more than half) is kept back "
+        5000, ge=0, description="At most this much of a request's time (and never more than half) is kept back "
                                 "from a chain that ends in the LLM-only path, for that answer.")
 
 

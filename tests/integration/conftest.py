@@ -42,7 +42,7 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.25)
 
 DEAD_PORT = free_port()  # nothing listens here
 BREAKER_COOLDOWN_S = 4
-STALL_MS = 3000  # smollm2 producing nothing this long is hung
+LLM_STALL_S = 10  # the llm family's default stall_timeout_ms: producing nothing this long is hung
 ADMIN_TOKEN = "test-admin-token"
 
 
@@ -57,7 +57,7 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
         "models": [
             {"name": "smollm2", "family": "llm",
              "backend": {"kind": "llama_cpp", "source": SMOLLM2, "n_ctx": 2048},
-             "resources": {"num_cpus": 0.1}, "stall_timeout_ms": STALL_MS},
+             "resources": {"num_cpus": 0.1}},
             {"name": "smollm2-upstream", "family": "llm",
              "backend": {"kind": "upstream", "base_url": upstream_url, "model": "smollm2", "timeout_s": 60},
              "resources": {"num_cpus": 0.1}},

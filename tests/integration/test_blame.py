@@ -52,7 +52,7 @@ def cmyk_jpeg(text: str) -> bytes:
 def png16(text: str) -> bytes:
     grey = np.asarray(Image.open(io.BytesIO(text_image(text))).convert("L"), dtype=np.uint16) * 257
     buf = io.BytesIO()
-    Image.fromarray(grey, mode="I;16").save(buf, "PNG")
+    Image.fromarray(grey).save(buf, "PNG")  # uint16: a 16-bit greyscale PNG
     return buf.getvalue()
 
 
@@ -116,9 +116,10 @@ def test_hostile_and_unlucky_requests_leave_every_breaker_closed(http):
                 {"type": "text", "text": "Which gate?"}, {"type": "image_url", "image_url": {"url": data_url(image, mime)}}]}]})
         report = r.json()["switchboard"]["attachments"][0]
         assert words(report["text"]) == ["gate", "b12"], (what, report)
-    # Large media inside the limits: long text to speak, a long clip, a large image.
+    # Large media inside the test app's limits (500 characters, 30 s): long text to speak, a long clip
+    # (about 20 s), a large image.
     r = send("long speech", {200}, "/v1/audio/speech",
-             json={"model": "tts-1", "voice": "alloy", "input": ("The quick brown fox jumps. " * 18)[:480],
+             json={"model": "tts-1", "voice": "alloy", "input": "The quick brown fox jumps. " * 11,
                    "response_format": "wav"})
     long_clip = r.content
     r = send("long transcription", {200}, "/v1/audio/transcriptions", files={"file": ("long.wav", long_clip)},

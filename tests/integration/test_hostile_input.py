@@ -2,7 +2,6 @@
 served), never reaches a model as a failure, and leaves every breaker closed. Request ids that are
 not safe are replaced, never a 500 nor echoed."""
 
-import base64
 import re
 
 import httpx

