@@ -7,8 +7,8 @@
   never counted; logged with its traceback.
 - MODEL: the model's own failure: an error it raised, an unusable output, or nothing produced for
   its whole stall limit (hung). Only these count on its breaker.
-- NONE: nothing to say about the model (skipped by an open breaker, cancelled, or an empty reading
-  where another engine may read more).
+- NONE: nothing to say about the model (skipped by an open breaker, cancelled, a prompt too long for
+  its context window, or an empty reading where another engine may read more): the chain moves on.
 """
 
 from __future__ import annotations
@@ -76,11 +76,18 @@ def is_client_error(exc: BaseException) -> bool:
     return isinstance(exc, SwitchboardError) and 400 <= exc.http_status < 500 and exc.http_status != 429
 
 
+def too_long(exc: BaseException) -> bool:
+    """The prompt (and the tokens asked for) do not fit the model's context window."""
+    return getattr(exc, "code", None) == "context_length_exceeded"
+
+
 def blame(exc: BaseException, attempt: Attempt | None = None) -> Blame:
     if isinstance(exc, (CircuitOpen, asyncio.CancelledError, EmptyReading)):
         return Blame.NONE
     if isinstance(exc, Stalled):
         return Blame.MODEL
+    if too_long(exc):  # for this model's window: the next model of the chain may take it
+        return Blame.NONE
     if is_client_error(exc):
         return Blame.CLIENT
     if isinstance(exc, (DeadlineExpired, DeadlineExceeded)):

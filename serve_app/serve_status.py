@@ -48,7 +48,7 @@ def reason(message: str, limit: int = MAX_REASON) -> str:
 def failed_deployments(statuses: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
     """{deployment: {"status", "reason", "message"}} for each deployment Serve marks failed."""
     return {name: {"status": str(s.get("status")), "reason": reason(str(s.get("message") or "")),
-                   "message": str(s.get("message") or "")[:MAX_MESSAGE]}
+                   "message": _ANSI.sub("", str(s.get("message") or ""))[:MAX_MESSAGE]}
             for name, s in statuses.items() if str(s.get("status")) in FAILED}
 
 

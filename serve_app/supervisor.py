@@ -3,21 +3,24 @@
 `switchboard run CONFIG` (what `make run` execs) wraps `serve run CONFIG`:
 - it refuses to start, with one line, when the HTTP port (or HAProxy's side ports) is held;
 - it starts `serve run` in a session of its own, so a signal to the process group of `make run`
-  reaches only make and this supervisor, which forwards a single SIGTERM to `serve run`: Ray's
-  own SIGTERM path then drains Serve and stops every Ray process in order. (A SIGTERM delivered
-  to every Ray process at once makes the raylet exit abruptly, and the HAProxyManager's worker
-  with it, without stopping HAProxy; `switchboard-haproxy` now ties HAProxy to its parent too.)
+  reaches only make and this supervisor, which forwards one signal to `serve run` (SIGTERM: stop
+  now; SIGINT: drain Serve first) instead of every Ray process getting it at once;
 - `serve run` gets SIGTERM from the kernel if this supervisor dies (PR_SET_PDEATHSIG);
 - it prints one line per deployment that Serve marks failed, with Serve's reason (polling the
   dashboard's REST API, which `serve status` also reads), and one line once serving;
 - after `serve run` exits it stops whatever is left in that session, waits until the port is
-  free and says so.
+  free and says so. Never forks inside Ray: this process is outside it.
+
+Why: a SIGTERM delivered to every process of `make run` at once made the raylet exit abruptly (it
+fate-shares with its dashboard agent, which died first); the HAProxyManager actor's worker then
+quit without stopping HAProxy, which kept the port. `switchboard-haproxy` (serve_app/
+haproxy_loopback.py) now ties HAProxy to its parent as well.
 
 `switchboard stop CONFIG` (what `make stop` runs) stops a running Switchboard however it was
-started: the supervisor (through its state file), a `serve run` started by hand (the one whose
-processes hold the port, or that runs this config), and leftovers that still hold the ports
-(an HAProxy or Ray process whose `serve run` is gone). It never touches a process that is not
-HAProxy, Ray or `serve run`.
+started: the supervisor (through its state file, or as the parent of the `serve run` that holds
+the port), a `serve run` started by hand (the one whose processes hold the port, or that runs this
+config), and leftovers that still hold the ports (HAProxy or Ray processes whose Ray node is gone).
+It never touches a process that is not HAProxy, Ray, `serve run` or `switchboard run`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import psutil
 import yaml
 
 from serve_app import serve_status
+from serve_app.haproxy_loopback import die_with_parent
 
 PREFIX = "switchboard: "
 DEFAULT_HOST = "127.0.0.1"  # Serve's defaults when the config has no http_options
@@ -60,8 +64,11 @@ _DASHBOARD = re.compile(r"View the dashboard at (?:\x1b\[[0-9;]*m)*(https?://[^\
 
 
 def say(line: str) -> None:
-    sys.stderr.write(PREFIX + line + "\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(PREFIX + line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # nobody reads stderr any more (e.g. `make run | head`): carry on
+        pass
 
 
 # ---- addresses and who holds them -------------------------------------------------------------
@@ -130,9 +137,14 @@ def is_serve_run(proc: psutil.Process) -> bool:
 
 
 def is_supervisor(proc: psutil.Process) -> bool:
+    """`switchboard run ...` (the console script, run by Python) or `python -m serve_app.cli run ...`."""
     args = _cmdline(proc)
-    joined = " ".join(args[:4])
-    return "run" in args and ("switchboard" in joined or "serve_app.cli" in joined or "serve_app.supervisor" in joined)
+    for i, arg in enumerate(args[:3]):
+        if os.path.basename(arg) == "switchboard" and args[i + 1:i + 2] == ["run"]:
+            return True
+        if arg == "-m" and args[i + 1:i + 3] == ["serve_app.cli", "run"]:
+            return True
+    return False
 
 
 def is_haproxy(proc: psutil.Process) -> bool:
@@ -228,9 +240,7 @@ def state_path(port: int) -> Path:
 
 # ---- the parent-death signal -------------------------------------------------------------------
 
-def _die_with_supervisor() -> None:  # runs in the child between fork and exec
-    from serve_app.haproxy_loopback import die_with_parent
-
+def _die_with_supervisor() -> None:  # runs in the child between fork and exec: no imports here
     # A job started in the background inherits SIGINT ignored, and so would `serve run`: give it
     # the default back, so that Python turns a forwarded SIGINT into KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -52,6 +52,7 @@ class UpstreamBackend:
             ) as resp:
                 if resp.status_code >= 400:
                     raise self._error(resp.status_code, await resp.aread(), call)
+                seen = False
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -64,15 +65,26 @@ class UpstreamBackend:
                         raise UpstreamError(f"upstream stream error: {err.get('message')}", http_status=502)
                     if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()):
                         self.counters.produced(1, _NEVER)
+                    seen = True
                     yield chunk
                 # An OpenAI-compatible stream ends with [DONE]; without it the answer is cut short
                 # (llama.cpp's server, for one, answers 200 and closes on a prompt over its context).
+                if not seen:  # nothing at all: ask once without streaming, for the upstream's own error
+                    await self._raise_why_empty(call)
                 raise UpstreamError("upstream stream ended before [DONE]: the answer is incomplete",
                                     http_status=502, code="upstream_stream_incomplete")
         except httpx.TimeoutException as exc:
             raise DeadlineExceeded(f"upstream {self._spec.base_url} did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise ModelError(f"upstream {self._spec.base_url} failed: {type(exc).__name__}") from exc
+
+    async def _raise_why_empty(self, call: ChatCall) -> None:
+        """The same request, not streamed: an upstream that refuses it says why (a 400 with its
+        message and code, e.g. context_length_exceeded), which its empty stream did not."""
+        resp = await self._require().post("/chat/completions", json=self._body(call, False),
+                                          timeout=self._timeout(call))
+        if resp.status_code >= 400:
+            raise self._error(resp.status_code, resp.content, call)
 
     async def check(self) -> None:
         client = self._require()

@@ -141,11 +141,11 @@ class CommitteeService:
             report["agreement"] = agreement(readings[0].output, readings[1].output)
             report["uncertain"] = report["agreement"] < self.spec.agreement_threshold
             ctx.agreement = report["agreement"]
-        if ctx.deadline.expired() and not any(r.status == "ok" for r in results):
-            raise DeadlineExceeded("the request's deadline passed before any committee member answered")
         merged = merge(results)
         report["merged"] = merged
         answer, degraded = await self._final_turn(body, merged, ctx)
+        if degraded and ctx.deadline.expired() and not any(r.status == "ok" for r in results):
+            raise DeadlineExceeded("the request's deadline passed before any committee member or the LLM answered")
         report["answer"] = answer
         # A member cancelled because an earlier one already answered (first_valid) is no failure.
         report["degraded"] = degraded or any(r.degrades for r in results)

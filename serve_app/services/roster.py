@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Callable
 
-from graphs.blame import Attempt, Blame, blame
+from graphs.blame import Attempt, Blame, blame, too_long
 from graphs.breaker import BreakerPolicy, BreakerState, CircuitBreaker, CircuitOpen
 from graphs.deadline import Deadline
 from graphs.failover import ChainExhausted, ChainResult, RetryPolicy, TimePolicy, first_answer, settle
@@ -189,6 +189,9 @@ def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext) -> Switchbo
     """The error for a chain with no answer: 504 if the request's deadline ran out, else 503;
     either way naming what failed."""
     ctx.failures.extend(exc.failures)
+    refusals = [f.error for f in exc.failures if too_long(f.error)]
+    if refusals:  # too long for a model, and no other answered: the client's 400, in that model's words
+        return refusals[0]
     if ctx.deadline.remaining() < DEADLINE_SLACK_S:  # the last model's share ended with the request's time
         return DeadlineExceeded(f"the request's deadline passed before a {family} model answered: {exc}")
     if exc.failures and all(isinstance(f.error, CircuitOpen) for f in exc.failures):

@@ -42,6 +42,9 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.25)
 
 DEAD_PORT = free_port()  # nothing listens here
 BREAKER_COOLDOWN_S = 4
+# Answers without max_tokens stop here: long enough that an engine that went on after its client left
+# would be seen (tests/integration/test_time_and_cancellation.py), short enough for the fuzzer.
+MAX_OUTPUT_TOKENS = 256
 LLM_STALL_S = 10  # the llm family's default stall_timeout_ms: producing nothing this long is hung
 ADMIN_TOKEN = "test-admin-token"
 
@@ -51,7 +54,7 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
         "router": {"classifier": {"kind": "embedding", "artifact_dir": router_dir, "reload_check_s": 0.5},
                    "placement": "ingress", "min_confidence": 0.5},
         "ingress": {"resources": {"num_cpus": 0.1}},
-        "limits": {"max_body_bytes": 3_000_000, "max_output_tokens": 2048},
+        "limits": {"max_body_bytes": 3_000_000, "max_output_tokens": MAX_OUTPUT_TOKENS},
         "media": {"max_audio_seconds": 30, "max_tts_chars": 500},
         "health": {"cache_s": 1, "probe_timeout_s": 10},
         "models": [

@@ -15,6 +15,7 @@ MAX_EXAMPLES = int(os.environ.get("SWITCHBOARD_FUZZ_EXAMPLES", "100"))
 TIME_LIMIT_S = 1500
 
 
+@pytest.mark.timeout(TIME_LIMIT_S + 60)
 def test_fuzz_every_endpoint(switchboard, tmp_path):
     cli = Path(sys.executable).parent / "schemathesis"
     cmd = [str(cli), "run", f"{switchboard}/openapi.json",

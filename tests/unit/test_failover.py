@@ -202,3 +202,12 @@ def test_blame_of_each_kind():
     assert blame(DeadlineExceeded("x")) is Blame.DEADLINE
     assert blame(PlatformError("x")) is Blame.PLATFORM
     assert blame(KeyError("x")) is Blame.PLATFORM
+
+
+async def test_a_prompt_too_long_for_one_window_moves_on_without_blame():
+    bs = breakers("small", "large")
+    attempt, called = models(small=InvalidRequest("exceeds the context window of 256",
+                                                  code="context_length_exceeded"), large="L")
+    result = await first_answer(["small", "large"], attempt, Deadline(5), breakers=bs)
+    assert (result.model, called) == ("large", ["small", "large"])
+    assert result.failures[0].blame is Blame.NONE and bs["small"].state.value == "closed"
