@@ -46,13 +46,13 @@ class UpstreamBackend:
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
         client = self._require()
+        seen = False
         try:
             async with client.stream(
                 "POST", "/chat/completions", json=self._body(call, True), timeout=self._timeout(call)
             ) as resp:
                 if resp.status_code >= 400:
                     raise self._error(resp.status_code, await resp.aread(), call)
-                seen = False
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -76,13 +76,18 @@ class UpstreamBackend:
         except httpx.TimeoutException as exc:
             raise DeadlineExceeded(f"upstream {self._spec.base_url} did not answer in time") from exc
         except httpx.HTTPError as exc:
+            if not seen:  # it hung up before any event (llama.cpp's server does, on a prompt over its window)
+                await self._raise_why_empty(call)
             raise ModelError(f"upstream {self._spec.base_url} failed: {type(exc).__name__}") from exc
 
     async def _raise_why_empty(self, call: ChatCall) -> None:
         """The same request, not streamed: an upstream that refuses it says why (a 400 with its
         message and code, e.g. context_length_exceeded), which its empty stream did not."""
-        resp = await self._require().post("/chat/completions", json=self._body(call, False),
-                                          timeout=self._timeout(call))
+        try:
+            resp = await self._require().post("/chat/completions", json=self._body(call, False),
+                                              timeout=self._timeout(call))
+        except httpx.HTTPError:
+            return  # it cannot say: the caller reports the stream's own failure
         if resp.status_code >= 400:
             raise self._error(resp.status_code, resp.content, call)
 
