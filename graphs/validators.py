@@ -71,6 +71,44 @@ def validate(family: str, model: str, output: Any) -> Any:
     return output
 
 
+def structured(model: str, output: dict[str, Any], schema: dict[str, Any] | None,
+               tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A whole chat answer that must follow a JSON schema (response_format) or call tools with
+    arguments that fit their schemas: one that does not is the model's failure, and the next model
+    of the chain tries (an answer cut by length is returned as it is: the client asked for that)."""
+    choice = output["choices"][0]
+    if choice.get("finish_reason") == "length":
+        return output
+    message = choice.get("message") or {}
+    if tools and message.get("tool_calls"):
+        params = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object"} for t in tools}
+        for call in message["tool_calls"]:
+            name = call["function"]["name"]
+            if name not in params:
+                raise InvalidOutput(model, f"called a tool that was not offered: {name!r}")
+            _fits(model, call["function"]["arguments"], params[name], f"arguments of {name}")
+    elif schema is not None and not tools:
+        _fits(model, message.get("content") or "", schema, "content")
+    return output
+
+
+def _fits(model: str, text: str, schema: dict[str, Any], what: str) -> None:
+    import json
+
+    import jsonschema
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InvalidOutput(model, f"{what} is not JSON") from None
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        raise InvalidOutput(model, f"{what} does not follow the schema: {exc.message[:200]}") from None
+    except jsonschema.SchemaError:
+        return  # the engine accepted a schema the validator cannot read: not the model's fault
+
+
 def corrupt(family: str, output: Any, how: str) -> Any:
     """What a broken model might send: `empty` (the right shape, nothing in it) or `garbled`."""
     if how == "garbled":

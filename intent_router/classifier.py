@@ -8,6 +8,7 @@ constrained to one label. Either runs inside the ingress or in deployments/route
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 
 from intent_router.head import Head, latest_path, pointer_stamp
 from vocabulary.engine_thread import EngineThread
-from vocabulary.errors import ConfigError, ModelError
+from vocabulary.errors import ConfigError, InvalidRequest, ModelError
 from vocabulary.model_source import resolve
 from vocabulary.openai_http import openai_http_client
 from vocabulary.paths import project_path
@@ -45,7 +46,8 @@ class Classification:
 class MiniLMFeatures:
     """Sentence features from all-MiniLM-L6-v2: the mean and the max over tokens of the hidden
     states of the chosen layers (0 is the embedding layer, 6 the last). More than the usual
-    last-layer mean: the classifier sees word-level cues ("aloud", "screenshot") too."""
+    last-layer mean: the classifier sees word-level cues ("aloud", "screenshot") too. The same
+    loaded model gives its own sentence embeddings for /v1/embeddings (`sentence_embeddings`)."""
 
     def __init__(self, path: Path, threads: int) -> None:
         import torch
@@ -55,6 +57,11 @@ class MiniLMFeatures:
         self._torch = torch
         self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        sentence = _sentence_config(path)
+        self.max_tokens: int = sentence.get("max_seq_length") or min(
+            self._tokenizer.model_max_length, self._model.config.max_position_embeddings)
+        self.dimensions: int = self._model.config.hidden_size
+        self._pooling = sentence.get("pooling", "mean")
 
     def __call__(self, texts: list[str], layers: tuple[int, ...], batch: int = 64) -> np.ndarray:
         return np.vstack([self._batch(texts[i:i + batch], layers) for i in range(0, len(texts), batch)])
@@ -69,9 +76,67 @@ class MiniLMFeatures:
         maxes = [(hidden[i] - 1e4 * (1 - mask)).max(1).values for i in layers]
         return torch.cat(means + maxes, dim=1).numpy()
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """The tokens the model would read of each text, [CLS] and [SEP] included, untruncated."""
+        return [len(ids) for ids in self._tokenizer(texts, verbose=False)["input_ids"]]
+
+    def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
+        """The model's own sentence embeddings, as sentence-transformers computes them from its
+        modules (Transformer, Pooling, Normalize): the last layer pooled over the tokens,
+        L2-normalised. float32, one row per text."""
+        torch = self._torch
+        if self._pooling is None:
+            raise ConfigError("the router's encoder pools its tokens in a way /v1/embeddings does not compute "
+                              f"(it does {', '.join(POOLING_KEYS)})")
+        tokens = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens,
+                                 return_tensors="pt")
+        with torch.inference_mode():
+            last = self._model(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).to(last.dtype)
+        if self._pooling == "cls":
+            pooled = last[:, 0]
+        elif self._pooling == "max":
+            pooled = (last - 1e4 * (1 - mask)).max(1).values
+        else:
+            pooled = (last * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+
+
+POOLING_KEYS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens"}
+
+
+def _sentence_config(path: Path) -> dict[str, Any]:
+    """A sentence-transformers model's window (sentence_bert_config.json) and pooling
+    (1_Pooling/config.json); {} for a plain transformers folder."""
+    out: dict[str, Any] = {}
+    window = path / "sentence_bert_config.json"
+    if window.exists():
+        out["max_seq_length"] = json.loads(window.read_text()).get("max_seq_length")
+    pooling = path / "1_Pooling" / "config.json"
+    if pooling.exists():
+        modes = json.loads(pooling.read_text())
+        chosen = [mode for mode, key in POOLING_KEYS.items() if modes.get(key)]
+        out["pooling"] = chosen[0] if len(chosen) == 1 else None  # another pooling: no sentence embeddings
+    return out
+
+
+def length_batches(counts: list[int], budget: int) -> list[list[int]]:
+    """The indices of `counts` (tokens per text) in batches, longest texts first, each batch at most
+    `budget` tokens once padded to its longest text (a text longer than that is a batch alone)."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(counts)), key=lambda i: -counts[i]):
+        if batches and (len(batches[-1]) + 1) * counts[batches[-1][0]] <= budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
 
 class EmbeddingClassifier:
     name = "minilm-logreg"
+    # Padded tokens per encode of /v1/embeddings (about 0.7 s on one core): a classification queued on
+    # the same thread waits at most about that long behind a large embeddings request.
+    embed_batch_tokens = 2048
 
     def __init__(self, spec: EmbeddingClassifierSpec) -> None:
         self._spec = spec
@@ -109,6 +174,24 @@ class EmbeddingClassifier:
 
     def encode(self, texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
         return self._encoder(texts, layers)
+
+    def embedding_info(self) -> dict[str, int]:
+        return {"dimensions": self._encoder.dimensions, "max_tokens": self._encoder.max_tokens}
+
+    async def embed(self, texts: list[str]) -> dict[str, Any]:
+        """Sentence embeddings of `texts` on the classifier's thread, in batches of similar length;
+        cancelled, it stops before the next batch. A text over the model's window is refused."""
+        encoder = self._encoder
+        tokens = await self._thread.run(encoder.token_counts, texts)
+        for i, count in enumerate(tokens):
+            if count > encoder.max_tokens:
+                raise InvalidRequest(
+                    f"input {i} is {count} tokens; the embedding model reads at most {encoder.max_tokens} "
+                    "([CLS] and [SEP] included): shorten or split it", param="input", code="context_length_exceeded")
+        vectors = np.empty((len(texts), encoder.dimensions), dtype=np.float32)
+        for batch in length_batches(tokens, self.embed_batch_tokens):
+            vectors[batch] = await self._thread.run(encoder.sentence_embeddings, [texts[i] for i in batch])
+        return {"vectors": vectors, "tokens": tokens}
 
     async def classify(self, text: str) -> Classification:
         self._reload()

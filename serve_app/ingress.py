@@ -23,6 +23,7 @@ from graphs.failover import settle
 from graphs.faults import Fault
 from graphs.health import HealthMonitor, with_deployment_reasons
 from serve_app import http_errors, sse
+from serve_app.stream_state import StreamState
 from serve_app.llm_server_client import model_client
 from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
@@ -42,6 +43,7 @@ from serve_app.schemas.audio import (
     VisionResponse,
 )
 from serve_app.schemas.chat import ChatCompletionRequest, ErrorResponse
+from serve_app.schemas.embeddings import EmbeddingRequest, EmbeddingResponse
 from serve_app.serve_status import deployment_names, serve_reasons
 from serve_app.schemas.text import Text
 from serve_app.services import transcript_formats
@@ -49,6 +51,7 @@ from serve_app.services.audio import AudioService
 from serve_app.services.chat import ChatService
 from serve_app.services.committee import CommitteeService
 from serve_app.services.context import RequestContext
+from serve_app.services.embeddings import EmbeddingService
 from serve_app.services.roster import Roster
 from serve_app.services.router import ROUTER, RouterService
 from serve_app.services.search import SearchService
@@ -115,6 +118,7 @@ class SwitchboardIngress:
         self._audio = AudioService(self._roster, media)
         self._vision = VisionService(self._roster, media)
         self._search = SearchService(self._roster)
+        self._embeddings = EmbeddingService(self._router, config.limits, media)
         self._committee = CommitteeService(self._roster, self._audio, self._vision)
         self._chat = ChatService(self._roster, self._router, self._audio, self._vision, self._search,
                                  self._committee)
@@ -125,11 +129,14 @@ class SwitchboardIngress:
 
     # ---- OpenAI-compatible ---------------------------------------------------------------
 
-    @app.get("/v1/models", summary="List the roster's models (OpenAI-compatible)")
+    @app.get("/v1/models", summary="List the roster's models (OpenAI-compatible), with what each LLM can do")
     async def list_models(self) -> dict[str, Any]:
         data = [{"id": "auto", "object": "model", "created": 0, "owned_by": "switchboard", "family": "router"}]
-        data += [{"id": m.name, "object": "model", "created": 0, "owned_by": "switchboard", "family": m.family}
+        data += [{"id": m.name, "object": "model", "created": 0, "owned_by": "switchboard", "family": m.family,
+                  **({"capabilities": self._roster.caps[m.name].model_dump()} if m.family == "llm" else {})}
                  for m in self._config.models]
+        data += [{"id": name, "object": "model", "created": 0, "owned_by": "switchboard", "family": "embedding"}
+                 for name in self._embeddings.models()]
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible, stream or not)",
@@ -142,15 +149,16 @@ class SwitchboardIngress:
         prepared = await self._chat.prepare(body, ctx)
         if prepared.committee is not None:
             return await self._committee_chat(body, prepared, ctx, started)
+        headers = self._ignored(body, ctx)
         if body.stream:
             opened, chain = await self._chat.open_stream(body, prepared, ctx)
-            return StreamingResponse(self._relay(opened, chain, ctx, started),
-                                     media_type="text/event-stream", headers=ctx.headers())
+            return StreamingResponse(self._relay(body, prepared, opened, chain, ctx, started),
+                                     media_type="text/event-stream", headers={**ctx.headers(), **headers})
         result = await self._chat.complete(body, prepared, ctx)
         result["switchboard"] = {**ctx.summary(), "route": prepared.decision.as_dict(),
                                  "attachments": prepared.reports}
         self._log_done(ctx, started, "ok", prepared.decision.as_dict())
-        return JSONResponse(result, headers=ctx.headers())
+        return JSONResponse(result, headers={**ctx.headers(), **headers})
 
     @app.post("/api/committee", summary="Ask several models at once (parallel, under the deadline), merge, "
                                         "and let the LLM answer", response_model=CommitteeResponse)
@@ -171,6 +179,16 @@ class SwitchboardIngress:
                              "members": report["members"], "members_wall_ms": report["members_wall_ms"],
                              "merged": report["merged"],
                              "switchboard": ctx.summary()}, headers=ctx.headers())
+
+    @staticmethod
+    def _ignored(body: ChatCompletionRequest, ctx: RequestContext) -> dict[str, str]:
+        """Fields outside OpenAI's chat API: named in a header and logged, never silently dropped;
+        OpenAI's informational fields (user, metadata) are logged."""
+        ignored = body.ignored()
+        if ignored or body.user or body.metadata:
+            logger.info("chat request fields", extra={"request_id": ctx.request_id, "ignored": ignored,
+                                                      "user": body.user, "metadata": body.metadata})
+        return {"x-switchboard-ignored": ",".join(ignored)} if ignored else {}
 
     async def _committee_chat(self, body: ChatCompletionRequest, prepared, ctx: RequestContext, started: float):
         report = await self._committee.run(body, ctx, intents=prepared.committee)
@@ -213,6 +231,23 @@ class SwitchboardIngress:
         self._log_done(ctx, started, "ok")
         return transcript_formats.render(result, response_format, ctx.headers())
 
+    @app.post("/v1/audio/translations", summary="Speech in any language to English text (OpenAI-compatible)")
+    async def translations(
+        self, request: Request,
+        file: Annotated[UploadFile, File(description="Audio: wav, mp3, flac, ogg, webm or m4a.")],
+        model: Annotated[Text, Form()] = "whisper-1",
+        prompt: Annotated[Text | None, Form(max_length=2000, description="English text to guide the style.")] = None,
+        response_format: Annotated[TranscriptFormat, Form()] = "json",
+        temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
+    ):
+        ctx = self._context(request)
+        started = time.perf_counter()
+        audio = await self._audio.decode(await file.read())
+        result = await self._audio.transcribe(audio, ctx, model=model, prompt=prompt, temperature=temperature,
+                                              task="translate")
+        self._log_done(ctx, started, "ok")
+        return transcript_formats.render(result, response_format, ctx.headers())
+
     @app.post("/v1/audio/speech", summary="Text to speech (OpenAI-compatible)",
               response_class=Response, responses=SPEECH_RESPONSES)
     async def speech(self, body: SpeechRequest, request: Request):
@@ -221,6 +256,15 @@ class SwitchboardIngress:
         speech = await self._audio.speak(body.input, body.voice, body.speed, ctx, model=body.model)
         self._log_done(ctx, started, "ok")
         return await self._audio_response(speech, body.response_format, ctx)
+
+    @app.post("/v1/embeddings", summary="Sentence embeddings (OpenAI-compatible), from the router's encoder",
+              response_model=EmbeddingResponse)
+    async def embeddings(self, body: EmbeddingRequest, request: Request):
+        ctx = self._context(request)
+        started = time.perf_counter()
+        content = await self._embeddings.embed(body, ctx)
+        self._log_done(ctx, started, "ok")
+        return Response(content, media_type="application/json", headers=ctx.headers())
 
     # ---- native endpoints ----------------------------------------------------------------------
 
@@ -382,24 +426,54 @@ class SwitchboardIngress:
                    "x-switchboard-sample-rate": str(speech.sample_rate)}
         return Response(audio, media_type=mime, headers=headers)
 
-    async def _relay(self, opened, chain, ctx: RequestContext, started: float) -> AsyncIterator[str]:
-        """Relay an opened stream. Its breaker permit is settled once, by how it ended: the end of
-        the stream is a success; a failure after the first token is the model's when it is its own
-        (an error, a stall), and says nothing about it when the client left or its deadline passed."""
-        model = opened.model
+    async def _relay(self, body: ChatCompletionRequest, prepared, opened, chain, ctx: RequestContext,
+                     started: float) -> AsyncIterator[str]:
+        """Relay the stream of each choice (n>1: one after another, each through the chain), then
+        the usage chunk when `stream_options.include_usage` asked for it, then [DONE]."""
         first = opened.first[0] if opened.first else {}
-        chunk_id, created = first.get("id", ctx.request_id), first.get("created", int(time.time()))
-        outcome, who = "client_gone", Blame.NONE
+        state = StreamState(first.get("id", f"chatcmpl-{ctx.request_id}"), first.get("created", int(time.time())))
+        outcome = "ok"
+        try:
+            for choice in range(body.n or 1):
+                if choice:
+                    try:
+                        opened, chain = await self._chat.open_stream(body, prepared, ctx, choice)
+                    except SwitchboardError as err:
+                        outcome = "error"
+                        for line in sse.error_events(err, chunk_id=state.id, model=state.model, created=state.created):
+                            yield line
+                        return
+                async for line in self._relay_choice(opened, chain, ctx, state, choice):
+                    yield line
+                if state.outcome != "ok":
+                    outcome = state.outcome
+                    return
+            if body.stream_options and body.stream_options.include_usage:
+                yield sse.event({"id": state.id, "object": "chat.completion.chunk", "created": state.created,
+                                 "model": state.model, "choices": [], "usage": state.usage()})
+            yield sse.DONE
+        finally:
+            self._log_done(ctx, started, outcome if state.outcome == "ok" else state.outcome)
+
+    async def _relay_choice(self, opened, chain, ctx: RequestContext, state: "StreamState",
+                            choice: int) -> AsyncIterator[str]:
+        """Relay one opened stream. Its breaker permit is settled once, by how it ended: the end of
+        the stream is a success; a failure after the first token is the model's when it is its own
+        (an error, a stall), and says nothing about it when the client left or its deadline passed.
+        Usage is kept for the final chunk, never sent on the way."""
+        model = opened.model
+        state.model = model
+        state.outcome, who = "client_gone", Blame.NONE
         try:
             for chunk in opened.first:
-                chunk["model"] = model
-                yield sse.event(chunk)
+                if state.relabel(chunk, model, choice):
+                    yield sse.event(chunk)
             async for chunk in opened.rest():
-                chunk["model"] = model
-                yield sse.event(chunk)
-            outcome = "ok"
+                if state.relabel(chunk, model, choice):
+                    yield sse.event(chunk)
+            state.outcome = "ok"
         except Exception as exc:  # the stream broke after its first token: say so, never end as if complete
-            outcome, who = "error", blame(exc, opened.attempt)
+            state.outcome, who = "error", blame(exc, opened.attempt)
             if who is Blame.DEADLINE:
                 err = DeadlineExceeded(f"the request's deadline passed while {model} was streaming")
             elif isinstance(exc, SwitchboardError):
@@ -410,17 +484,14 @@ class SwitchboardIngress:
             logger.error("stream broke after first token", extra={
                 "request_id": ctx.request_id, "model": model, "code": err.code, "reason": err.message,
                 "blame": who.value})
-            for line in sse.error_events(err, chunk_id=chunk_id, model=model, created=created):
+            for line in sse.error_events(err, chunk_id=state.id, model=model, created=state.created):
                 yield line
-            return
         finally:
             opened.cancel()
-            if outcome == "ok" and chain.breaker is not None:
+            if state.outcome == "ok" and chain.breaker is not None:
                 chain.breaker.record_success(chain.permit)
-            elif outcome != "ok":
+            elif state.outcome != "ok":
                 settle(chain.breaker, chain.permit, who)
-            self._log_done(ctx, started, outcome)
-        yield sse.DONE
 
     def _log_done(self, ctx: RequestContext, started: float, outcome: str, route: dict | None = None) -> None:
         self._metrics.request_done(ctx.intent, ctx.models[-1] if ctx.models else None, outcome, ctx.degraded)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from vocabulary.config_base import ModelSource, StrictModel
 
@@ -55,7 +55,8 @@ class TransformersBackend(StrictModel):
 # ---- stt ---------------------------------------------------------------------------------------
 
 class FasterWhisperBackend(StrictModel):
-    """faster-whisper (CTranslate2). CPU: tiny.en int8; GPU: large-v3/turbo float16 from a local path."""
+    """faster-whisper (CTranslate2). CPU: Whisper base (multilingual) and tiny.en, int8; GPU: large-v3/turbo
+    float16 from a local path."""
 
     kind: Literal["faster_whisper"]
     source: ModelSource
@@ -92,6 +93,43 @@ class KokoroBackend(StrictModel):
     device: Literal["cpu", "cuda"] = "cuda"
     lang_code: str = "a"
     voices: dict[str, str] = Field(default_factory=lambda: {"heart": "af_heart"})
+
+
+# Kokoro's voice names start with their language: a American and b British English, e Spanish, f French,
+# h Hindi, i Italian, p Brazilian Portuguese (Kokoro speaks these from espeak-ng's phonemes; its Japanese and
+# Chinese voices need other phonemizers). The espeak-ng language of each:
+KOKORO_LANGUAGES: dict[str, str] = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr-fr", "h": "hi", "i": "it",
+                                    "p": "pt-br"}
+
+
+class KokoroOnnxBackend(StrictModel):
+    """Kokoro-82M v1.0 int8 under ONNX Runtime on CPU (kokoro-onnx), phonemes from espeak-ng in-process.
+    `source` is a folder with kokoro-v1.0.int8.onnx, vocab.json and voices.npz (models/assembled/,
+    built at install time). A voice speaks the language its pack's first letter names; speeds outside
+    Kokoro's 0.5-2.0 are clamped."""
+
+    kind: Literal["kokoro_onnx"]
+    source: ModelSource
+    voices: dict[str, str] = Field(min_length=1, description="Voice name -> Kokoro voice pack (e.g. ef_dora); a "
+                                                           "list of packs names each voice after its pack.")
+    intra_op_threads: int = Field(1, ge=1, description="ONNX Runtime threads for one synthesis.")
+
+    @field_validator("voices", mode="before")
+    @classmethod
+    def _named_after_packs(cls, value: Any) -> Any:
+        return {pack: pack for pack in value} if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _languages(self) -> KokoroOnnxBackend:
+        for name, pack in self.voices.items():
+            if pack[:1] not in KOKORO_LANGUAGES or pack[1:3] not in ("f_", "m_"):
+                raise ValueError(f"voices.{name}: {pack!r} is not a Kokoro voice of a language spoken from espeak-ng "
+                                 f"phonemes (first letter one of {''.join(KOKORO_LANGUAGES)}, e.g. af_heart)")
+        return self
+
+    def language(self, voice: str) -> str:
+        """The espeak-ng language that voice `voice` speaks."""
+        return KOKORO_LANGUAGES[self.voices[voice][0]]
 
 
 # ---- clone -------------------------------------------------------------------------------------
@@ -157,8 +195,8 @@ class LocalSearchBackend(StrictModel):
 
 BackendSpec = Annotated[
     Union[LlamaCppBackend, UpstreamBackend, VLLMBackend, TransformersBackend, FasterWhisperBackend, PiperBackend, EspeakBackend,
-          KokoroBackend, VoxCPMBackend, RapidOCRBackend, TesseractBackend, OpenAIVisionBackend, WebSearchBackend,
-          LocalSearchBackend],
+          KokoroBackend, KokoroOnnxBackend, VoxCPMBackend, RapidOCRBackend, TesseractBackend, OpenAIVisionBackend,
+          WebSearchBackend, LocalSearchBackend],
     Field(discriminator="kind"),
 ]
 
@@ -166,7 +204,7 @@ FAMILY_BACKENDS: dict[str, frozenset[str]] = {
     "llm": frozenset({"llama_cpp", "upstream", "vllm", "transformers"}),
     "router": frozenset(),
     "stt": frozenset({"faster_whisper"}),
-    "tts": frozenset({"piper", "espeak", "kokoro"}),
+    "tts": frozenset({"piper", "espeak", "kokoro", "kokoro_onnx"}),
     "clone": frozenset({"voxcpm"}),
     "vision": frozenset({"rapidocr", "tesseract", "openai_vision"}),
     "search": frozenset({"ddgs", "bm25"}),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ PROBE_CALL = dict(messages=[{"role": "user", "content": "Hi"}], max_tokens=1, te
 
 @dataclass(frozen=True)
 class TranscribeCall:
-    """Speech to text. `audio` is mono float32 PCM at 16 kHz, already validated by the ingress."""
+    """Speech to text. `audio` is mono float32 PCM at 16 kHz, already validated by the ingress.
+    `task` is Whisper's: "transcribe" (in the language spoken) or "translate" (into English)."""
 
     request_id: str
     audio: bytes
@@ -87,6 +88,7 @@ class TranscribeCall:
     language: str | None = None
     prompt: str | None = None
     temperature: float = 0.0
+    task: Literal["transcribe", "translate"] = "transcribe"
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,16 @@ class VisionCall:
     image: bytes
     budget_s: float
     prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbedCall:
+    """Sentence embeddings of `texts` (counted and bounded by the ingress) from the router's encoder.
+    The answer: {"vectors": float32 array, one L2-normalised row per text, "tokens": [count per text]}."""
+
+    request_id: str
+    texts: list[str]
+    budget_s: float
 
 
 @dataclass(frozen=True)

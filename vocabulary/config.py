@@ -20,6 +20,7 @@ FAMILY_STALL_MS = {"llm": 10_000, "router": 10_000, "vision": 60_000, "stt": 300
 
 
 from vocabulary.backend_specs import FAMILY_BACKENDS, BackendSpec
+from vocabulary.capabilities import Capabilities, CapabilityOverrides, engine_capabilities
 from vocabulary.config_base import (
     AutoscalingSpec,
     ModelSource,
@@ -47,6 +48,9 @@ class ModelSpec(StrictModel):
                                 "counts on its breaker. For an LLM, the time to a token (the first or the next); "
                                 "for other families, the time to the answer. Default by family: "
                                 + ", ".join(f"{k} {v} ms" for k, v in FAMILY_STALL_MS.items()) + ".")
+    capabilities: CapabilityOverrides | None = Field(
+        None, description="LLMs: what differs from the engine's defaults (context_window, json_schema, tools, "
+                          "logprobs, image_input). Requests that need a capability skip models without it.")
 
     @model_validator(mode="after")
     def _name_and_backend(self) -> "ModelSpec":
@@ -57,6 +61,11 @@ class ModelSpec(StrictModel):
             raise ValueError(f"backend {self.backend.kind!r} cannot serve family {self.family!r} "
                              f"(it takes: {', '.join(sorted(allowed))})")
         return self
+
+    def caps(self) -> Capabilities:
+        """What this model honours: its engine's defaults with the config's overrides."""
+        base = engine_capabilities(self.backend) if self.family == "llm" else Capabilities()
+        return self.capabilities.apply(base) if self.capabilities else base
 
     def stall_timeout_s(self) -> float:
         return (self.stall_timeout_ms or FAMILY_STALL_MS.get(self.family, 60_000)) / 1000
@@ -75,6 +84,9 @@ class LimitSpec(StrictModel):
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
     max_messages: int = Field(256, ge=1)
     max_output_tokens: int = Field(4096, ge=1, description="A larger max_tokens is lowered to this.")
+    max_embedding_inputs: int = Field(256, ge=1, description="More inputs in one /v1/embeddings request get 400.")
+    max_embedding_chars: int = Field(
+        8192, ge=1, description="A longer /v1/embeddings input gets 413 (the embedding model reads 256 tokens).")
 
 
 class ImageFetchSpec(StrictModel):
@@ -151,6 +163,10 @@ class SwitchboardConfig(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate model names: {dupes}")
+        embeddings = getattr(self.router.classifier, "embeddings_model", None)
+        if embeddings in names or embeddings in RESERVED_MODEL_NAMES:
+            raise ValueError(f"router.classifier.embeddings_model: {embeddings!r} is taken "
+                             "(a roster model's name, or reserved)")
         if not any(m.family == "llm" for m in self.models):
             raise ValueError("the roster needs at least one model of family 'llm'")
         by_name = self.by_name()

@@ -17,7 +17,8 @@ class ModelSource(StrictModel):
     """Where weights come from: an installed Python package or a local path. Never a hub."""
 
     package: str | None = Field(None, description="Import name of an installed package that ships the model.")
-    path: str | None = Field(None, description="Local file or directory.")
+    path: str | None = Field(None, description="Local file or directory; a relative path is relative to the "
+                                                "project root (models/assembled/ is built at install time).")
     file: str | None = Field(
         None, description="Glob inside the package or directory that selects the model file, e.g. '*.gguf'."
     )

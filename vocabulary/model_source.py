@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vocabulary.config import ModelSource
 from vocabulary.errors import ConfigError
+from vocabulary.paths import project_path
 
 
 def package_dir(package: str) -> Path:
@@ -18,10 +19,12 @@ def package_dir(package: str) -> Path:
 
 
 def resolve(source: ModelSource) -> Path:
-    """The model file or directory the source names; ConfigError with the path if it is missing."""
-    base = package_dir(source.package) if source.package else Path(source.path).expanduser()
+    """The model file or directory the source names; ConfigError with the path if it is missing.
+    A relative `path` is relative to the project root (e.g. models/assembled/..., built at install time)."""
+    base = package_dir(source.package) if source.package else project_path(source.path)
     if not base.exists():
-        raise ConfigError(f"model path does not exist: {base}")
+        hint = " (run `switchboard assemble-models`, or `make install`)" if "assembled" in base.parts else ""
+        raise ConfigError(f"model path does not exist: {base}{hint}")
     if source.file is None:
         return base
     if base.is_file():

@@ -23,6 +23,10 @@ class EmbeddingClassifierSpec(StrictModel):
     artifact_dir: str = Field("models/router", description="Versioned heads and LATEST; relative to the project root.")
     reload_check_s: float = Field(2.0, ge=0, description="How often LATEST is checked for a new head.")
     torch_threads: int = Field(1, ge=1)
+    embeddings_model: str | None = Field(
+        "all-minilm-l6-v2", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="The name under which /v1/embeddings serves the encoder's sentence embeddings (and "
+                    "/v1/models lists it); null turns the endpoint off.")
 
 
 class LLMPromptClassifierSpec(StrictModel):

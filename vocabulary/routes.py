@@ -30,4 +30,4 @@ OPENAI_MODEL_FAMILIES: dict[str, str] = {
     "tts-1": "tts", "tts-1-hd": "tts", "gpt-4o-mini-tts": "tts",
 }
 OPENAI_VOICES: tuple[str, ...] = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
-                                  "shimmer", "verse")
+                                  "shimmer", "verse", "marin", "cedar")

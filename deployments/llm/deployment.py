@@ -11,10 +11,13 @@ from typing import Any, AsyncIterator
 
 from deployments.base import ModelDeployment
 from deployments.llm.backend import LLMBackend
+from deployments.llm.tool_calls import needs_tool_rewrite, stream_tool_calls, tool_call_request
 from vocabulary.calls import PROBE_CALL, ChatCall
 from vocabulary.chat_chunks import assemble
 from vocabulary.config import ModelSpec
 from vocabulary.errors import DeadlineExceeded, ModelError
+
+IN_PROCESS_ENGINES = frozenset({"llama_cpp", "transformers"})
 
 
 def make_backend(spec: ModelSpec) -> LLMBackend:
@@ -45,12 +48,21 @@ class LLMDeployment(ModelDeployment):
         return assemble([chunk async for chunk in self.chat_stream(call)], self._spec.name)
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
-        """The engine's chunks until it finishes, the call's budget ends, or the caller leaves. With no
-        max_tokens, generation is cut at max_tokens_cap (finish_reason "length")."""
+        """The engine's chunks until it finishes, the call's budget ends, or the caller leaves.
+
+        In-process engines count lengths in tokens themselves and have no tool parser: tools become
+        a json_schema call here, and the engine's JSON comes back as OpenAI tool-call chunks. Remote
+        engines (upstream servers) get tools as they are; an answer without max_tokens is cut at
+        max_tokens_cap chunks there (finish_reason "length")."""
         deadline = time.monotonic() + call.budget_s
-        cap = call.max_tokens_cap if call.max_tokens is None else None
+        in_process = self._spec.backend.kind in IN_PROCESS_ENGINES
+        cap = call.max_tokens_cap if call.max_tokens is None and not in_process else None
         produced = 0
-        stream = self._backend.chat_stream(call)
+        engine_call = tool_call_request(call) if in_process and needs_tool_rewrite(call) else call
+        engine = self._backend.chat_stream(engine_call)
+        stream = engine
+        if engine_call is not call and call.tools and call.tool_choice != "none":
+            stream = stream_tool_calls(engine, json_content=call.json_schema() is not None)
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -69,7 +81,9 @@ class LLMDeployment(ModelDeployment):
                     return
                 yield chunk
         finally:
-            await stream.aclose()  # the backend's own finally stops its engine
+            if stream is not engine:
+                await stream.aclose()
+            await engine.aclose()  # the backend's own finally stops its engine
 
     async def stats(self, _: Any = None) -> dict[str, Any]:
         """What the engine of this replica is doing and has done, counted by the engine."""

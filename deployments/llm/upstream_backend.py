@@ -47,6 +47,7 @@ class UpstreamBackend:
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
         client = self._require()
         seen = False
+        pieces, usage = 0, False
         try:
             async with client.stream(
                 "POST", "/chat/completions", json=self._body(call, True), timeout=self._timeout(call)
@@ -58,6 +59,8 @@ class UpstreamBackend:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        if not usage:  # the server does not report usage (llama-cpp-python's does not)
+                            yield _estimated_usage(call, pieces)
                         return
                     chunk = json.loads(data)
                     if "error" in chunk:
@@ -65,6 +68,8 @@ class UpstreamBackend:
                         raise UpstreamError(f"upstream stream error: {err.get('message')}", http_status=502)
                     if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()):
                         self.counters.produced(1, _NEVER)
+                        pieces += 1
+                    usage = usage or bool(chunk.get("usage"))
                     seen = True
                     yield chunk
                 # An OpenAI-compatible stream ends with [DONE]; without it the answer is cut short
@@ -122,6 +127,16 @@ class UpstreamBackend:
             },
         )
         return UpstreamError(f"upstream returned {status}: {message}", http_status=status, code=code, param=param)
+
+
+def _estimated_usage(call: ChatCall, pieces: int) -> dict[str, Any]:
+    """Usage for a server that reports none, marked as estimated: OpenAI-compatible servers stream
+    about one token per chunk; the prompt is counted at four characters a token."""
+    chars = sum(len(m.get("content") or "") if isinstance(m.get("content"), str) else 0 for m in call.messages)
+    prompt = max(1, round(chars / 4))
+    return {"id": None, "object": "chat.completion.chunk", "choices": [],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": pieces, "total_tokens": prompt + pieces,
+                      "estimated": True}}
 
 
 def _parse_error(raw: bytes) -> tuple[str, str | None, str | None]:

@@ -77,7 +77,9 @@ class Segment(BaseModel):
 
 class TranscriptResponse(BaseModel):
     text: str
-    language: str
+    language: str = Field(description="The language spoken: detected, or the one asked for (ISO 639-1 code).")
+    language_probability: float = Field(description="The detection's probability (1.0 when the language was given "
+                                                    "or the model knows one language only).")
     duration: float
     confidence: float
     segments: list[Segment]

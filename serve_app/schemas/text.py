@@ -44,3 +44,19 @@ def clean_text(value: Any) -> Any:
 
 Text = Annotated[str, BeforeValidator(clean_text)]
 """A string a client sent: valid Unicode, control characters (but \\t \\n \\r) stripped."""
+
+
+def clean_json(value: Any) -> Any:
+    """Every string of a JSON value (keys too) cleaned as `Text` is: a tool's description or a JSON
+    schema reaches the model's prompt or grammar, where a lone surrogate would break the engine."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    return value
+
+
+JSONObject = Annotated[dict[str, Any], BeforeValidator(clean_json)]
+"""A JSON object a client sent (a tool, a schema, metadata), every string in it cleaned."""

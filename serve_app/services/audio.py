@@ -12,7 +12,7 @@ from serve_app.media.pool import MediaPool
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
 from vocabulary.calls import CloneCall, SpeechCall, TranscribeCall
-from vocabulary.errors import InvalidRequest, PayloadTooLarge
+from vocabulary.errors import InvalidRequest, PayloadTooLarge, ServiceUnavailable
 from vocabulary.routes import OPENAI_VOICES
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
@@ -50,12 +50,27 @@ class AudioService:
 
     async def transcribe(self, audio: DecodedAudio, ctx: RequestContext, *, model: str | None = None,
                          language: str | None = None, prompt: str | None = None,
-                         temperature: float = 0.0, tail: int = 0) -> dict[str, Any]:
+                         temperature: float = 0.0, tail: int = 0, task: str = "transcribe") -> dict[str, Any]:
         chain = self._roster.chain("stt", model)
+        if task == "translate":
+            chain = self.translators(chain, model)
         name, result = await self._roster.call("stt", chain, "transcribe", lambda _, d: TranscribeCall(
             ctx.request_id, audio.pcm_bytes(), d.remaining(), language or None, prompt or None,
-            temperature), ctx, tail=tail)
+            temperature, task), ctx, tail=tail)
         return {**result, "model": name}
+
+    def translators(self, chain: list[str], requested: str | None) -> list[str]:
+        """The chain without English-only models: they cannot translate (tiny.en would answer nonsense
+        in English for Spanish speech). A client that names one gets 400; a roster without any other, 503."""
+        english_only = {m for m in chain if getattr(self._roster.spec(m).backend, "english_only", False)}
+        if requested in english_only:
+            raise InvalidRequest(f"model {requested!r} knows English only and cannot translate", param="model",
+                                 code="unsupported_model")
+        kept = [m for m in chain if m not in english_only]
+        if not kept:
+            raise ServiceUnavailable("no speech-to-text model of this roster can translate (English-only models "
+                                     f"only: {', '.join(chain)})", code="translation_unavailable")
+        return kept
 
     def voice_names(self) -> list[str]:
         return sorted(self._config.voices())

@@ -23,6 +23,9 @@ from serve_app.services.router import RouterService
 from serve_app.services.search import SearchService
 from serve_app.services.vision import VisionService
 from vocabulary.calls import ChatCall
+from vocabulary.capabilities import request_needs
+from vocabulary.chat_chunks import merge_choices
+from vocabulary.tool_schema import check_tools
 from vocabulary.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -59,11 +62,24 @@ class ChatService:
         limit = self._roster.config.limits.max_messages
         if len(body.messages) > limit:
             raise InvalidRequest(f"{len(body.messages)} messages, over the limit of {limit}", param="messages")
+        refused = body.unsupported()
+        if refused:
+            raise InvalidRequest(refused[1], param=refused[0], code="unsupported_parameter")
+        if body.tools is not None or body.tool_choice is not None:
+            check_tools(body.tools, body.tool_choice, body.parallel_tool_calls)
+            for i, tool in enumerate(body.tools or ()):
+                _check_schema(tool["function"].get("parameters"), f"tools[{i}].function.parameters")
+        if body.response_format and body.response_format.json_schema:
+            _check_schema(body.response_format.json_schema.schema_, "response_format.json_schema.schema")
         decision = await self._router.decide(body, ctx)
         ctx.intent = decision.intent
         named = self._roster.specs.get(body.model)
         chain = self._roster.chain("llm", body.model if named is None or named.family == "llm" else "auto")
-        committee = self._committee_intents(body, decision)
+        fmt = body.response_format.as_call() if body.response_format else None
+        needs = request_needs(fmt, body.tools, body.tool_choice, body.logprobs)
+        chain = self._roster.capable(chain, needs)
+        plain = not needs and (body.n or 1) == 1 and not any(m.tool_calls or m.role == "tool" for m in body.messages)
+        committee = self._committee_intents(body, decision) if plain else None
         if committee is not None:
             return PreparedChat(decision, chain, [], committee=committee)
         family_model = body.model if named is not None and named.family != "llm" else None
@@ -71,7 +87,7 @@ class ChatService:
         for i, message in enumerate(body.messages):
             role = "system" if message.role == "developer" else message.role
             if not isinstance(message.content, list):
-                prepared.messages.append({"role": role, "content": message.text()})
+                prepared.messages.append(_plain_message(role, message))
                 continue
             parts = []
             for j, part in enumerate(message.content):
@@ -89,9 +105,8 @@ class ChatService:
             await self._images_from_text(body, prepared, ctx, family_model)
         elif decision.intent == "search":
             await self._search_first(body, prepared, ctx, family_model)
-        elif decision.intent == "voice" and not attached:
-            prepared.speak = True
-        prepared.speak = prepared.speak or "audio" in (body.modalities or [])
+        # Audio only when asked: the voice intent alone changes nothing for a text client.
+        prepared.speak = body.wants_audio()
         if ctx.notes:
             prepared.messages.insert(0, {"role": "system", "content": "Some of what was asked could not be done: "
                                          + "; ".join(ctx.notes) + ". Say so plainly, then help as well as you can."})
@@ -178,21 +193,35 @@ class ChatService:
         return 1 if self._roster.ends_in_llm_only(family) else 0
 
     def _call(self, body: ChatCompletionRequest, messages: list[dict], ctx: RequestContext,
-              deadline=None) -> ChatCall:
-        """The call for one model. With no max_tokens the model may use its context window less the
-        prompt (as vLLM does), capped by limits.max_output_tokens."""
+              deadline=None, choice: int = 0) -> ChatCall:
+        """The call for one model and one choice. With no max_tokens the model may use its context
+        window less the prompt (as vLLM does), capped by limits.max_output_tokens. Choice i of n>1
+        samples with seed+i, so that a seeded request is repeatable and its choices still differ."""
         budget = (deadline or ctx.deadline).remaining()
         cap = self._roster.config.limits.max_output_tokens
         asked = body.token_limit()
+        seed = None if body.seed is None else (body.seed + choice + 2**63) % 2**64 - 2**63
+        tools = body.tools or None
         return ChatCall(request_id=ctx.request_id, messages=messages, budget_s=budget,
                         max_tokens=min(asked, cap) if asked else None, max_tokens_cap=cap,
-                        temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
+                        temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=seed,
+                        presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+                        logit_bias=body.logit_bias, logprobs=body.logprobs or None,
+                        top_logprobs=body.top_logprobs if body.logprobs else None,
+                        response_format=body.response_format.as_call() if body.response_format else None,
+                        tools=tools, tool_choice=body.tool_choice if tools else None,
+                        parallel_tool_calls=body.parallel_tool_calls if tools else None)
 
     async def complete(self, body: ChatCompletionRequest, prepared: PreparedChat,
                        ctx: RequestContext) -> dict[str, Any]:
-        name, result = await self._roster.call("llm", prepared.chain, "chat",
-                                               lambda _, d: self._call(body, prepared.messages, ctx, d), ctx)
-        result["model"] = name
+        """n choices (one by default), each through the chain; usage counts the prompt once."""
+        answers = []
+        for i in range(body.n or 1):
+            name, result = await self._roster.call(
+                "llm", prepared.chain, "chat", lambda _, d, i=i: self._call(body, prepared.messages, ctx, d, i), ctx)
+            result["model"] = name
+            answers.append(result)
+        result = merge_choices(answers)
         if prepared.speak:
             await self._speak_answer(body, result, ctx)
         return result
@@ -216,16 +245,42 @@ class ChatService:
                             "data": base64.b64encode(data).decode(), "transcript": text, "format": fmt}
 
     async def open_stream(self, body: ChatCompletionRequest, prepared: PreparedChat,
-                          ctx: RequestContext) -> tuple[OpenChat, ChainResult]:
+                          ctx: RequestContext, choice: int = 0) -> tuple[OpenChat, ChainResult]:
         """A stream from the first model of the chain that shows progress within its share. A failure
         before that moves to the next model; the client sees nothing of it. The permit of the model
         that answers stays open: the relay settles it when the stream ends."""
         async def attempt(name: str, given: Attempt) -> OpenChat:
-            return await self._roster.open_chat(name, self._call(body, prepared.messages, ctx, given.request), given)
+            return await self._roster.open_chat(
+                name, self._call(body, prepared.messages, ctx, given.request, choice), given)
 
         try:
             result = await self._roster.walk(prepared.chain, attempt, ctx, keep_permit=True)
         except ChainExhausted as exc:
-            raise exhausted("llm", exc, ctx) from None
+            raise exhausted("llm", exc, ctx, self._roster.windows) from None
         ctx.used(result.model, result.failures)
         return result.value, result
+
+
+def _plain_message(role: str, message) -> dict[str, Any]:
+    """A message with text content, as engines and upstream servers take it (tool calls kept)."""
+    out: dict[str, Any] = {"role": role, "content": message.text()}
+    if message.tool_calls:
+        out["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+        out["content"] = message.content if message.content else None
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name:
+        out["name"] = message.name
+    return out
+
+
+def _check_schema(schema: dict[str, Any] | None, param: str) -> None:
+    """A JSON schema the client sent must be one (by its own $schema dialect, 2020-12 by default)."""
+    if schema is None:
+        return
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidRequest(f"{param} is not a valid JSON schema: {exc.message[:300]}", param=param) from None

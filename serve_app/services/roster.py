@@ -11,10 +11,11 @@ from graphs.breaker import BreakerPolicy, BreakerState, CircuitBreaker, CircuitO
 from graphs.deadline import Deadline
 from graphs.failover import ChainExhausted, ChainResult, RetryPolicy, TimePolicy, first_answer, settle
 from graphs.faults import Fault, FaultBook, InjectedFault
-from graphs.validators import EmptyReading, corrupt, validate
+from graphs.validators import EmptyReading, corrupt, structured, validate
 from vocabulary.chat_chunks import assemble, until_progress
 from serve_app.model_client import ModelClient, ModelStream
 from serve_app.services.context import RequestContext
+from vocabulary.capabilities import NEED_PARAMS
 from vocabulary.config import Family, ModelSpec, SwitchboardConfig
 from vocabulary.errors import (
     DeadlineExceeded,
@@ -50,6 +51,8 @@ class Roster:
         self.timing = TimePolicy(tail_reserve_s=config.resilience.llm_only_reserve_ms / 1000)
         self.stall_s = {name: spec.stall_timeout_s() for name, spec in self.specs.items()}
         self.faults = FaultBook({name: Fault(**f.model_dump()) for name, f in config.faults.items()})
+        self.caps = {name: spec.caps() for name, spec in self.specs.items()}
+        self.windows = {name: caps.context_window for name, caps in self.caps.items()}
 
     def chain(self, family: Family, requested: str | None = None, *, param: str = "model") -> list[str]:
         """The failover chain of `family`'s route; a model the client named goes first."""
@@ -64,6 +67,23 @@ class Roster:
         if spec.family != family:
             raise InvalidRequest(f"model {requested!r} is a {spec.family} model, not a {family} model", param=param)
         return [requested, *(m for m in members if m != requested)]
+
+    def capable(self, chain: list[str], needs: list[str]) -> list[str]:
+        """The chain without the LLMs that cannot honour what the request needs. When none of the
+        chain can, the roster's LLMs that can; when none can, 400 unsupported_parameter."""
+        if not needs:
+            return chain
+
+        def fits(name: str) -> bool:
+            return all(self.caps[name].has(need) for need in needs)
+
+        kept = [m for m in chain if fits(m)] or [m.name for m in self.config.family("llm") if fits(m.name)]
+        if kept:
+            return kept
+        params = [NEED_PARAMS[n] for n in needs]
+        lacking = [p for n, p in zip(needs, params) if not any(c.has(n) for c in self.caps.values())] or params
+        raise InvalidRequest(f"no model of this roster can honour {' together with '.join(lacking)}",
+                             param=lacking[0], code="unsupported_parameter")
 
     def ends_in_llm_only(self, family: Family) -> bool:
         return self.config.chain(FAMILY_ROUTE[family])[1]
@@ -109,7 +129,7 @@ class Roster:
                 name, value = empty[0]
                 ctx.used(name, [f for f in exc.failures if f.model != name])
                 return name, value
-            raise exhausted(family, exc, ctx) from None
+            raise exhausted(family, exc, ctx, self.windows) from None
         ctx.used(result.model, result.failures)
         return result.model, result.value
 
@@ -129,7 +149,8 @@ class Roster:
                             given: Attempt) -> dict[str, Any]:
         """A whole chat answer, streamed: the share bounds the first token; after it, only a stall
         or the request's own deadline cut a model that keeps producing tokens."""
-        opened = await self.open_chat(name, make_payload(name, given.request), given)
+        call = make_payload(name, given.request)
+        opened = await self.open_chat(name, call, given)
         read = list(opened.first)
         try:
             async for chunk in opened.rest():
@@ -140,7 +161,8 @@ class Roster:
         fault = self.faults.get(name)
         if fault is not None and fault.corrupt:
             result = corrupt("llm", result, fault.corrupt)
-        return validate("llm", name, result)
+        result = validate("llm", name, result)
+        return structured(name, result, call.json_schema(), call.tools if call.tool_choice != "none" else None)
 
     def spec(self, name: str) -> ModelSpec:
         return self.specs[name]
@@ -185,13 +207,23 @@ class OpenChat:
         self.stream.cancel()
 
 
-def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext) -> SwitchboardError:
+def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext,
+              windows: dict[str, int | None] | None = None) -> SwitchboardError:
     """The error for a chain with no answer: 504 if the request's deadline ran out, else 503;
-    either way naming what failed."""
+    either way naming what failed. A prompt too long for every model that tried is the client's
+    400 context_length_exceeded, naming the largest window of those models."""
     ctx.failures.extend(exc.failures)
-    refusals = [f.error for f in exc.failures if too_long(f.error)]
-    if refusals:  # too long for a model, and no other answered: the client's 400, in that model's words
-        return refusals[0]
+    refusals = [f for f in exc.failures if too_long(f.error)]
+    if refusals:
+        sized = [(windows or {}).get(f.model) or 0 for f in refusals]
+        widest = max(range(len(refusals)), key=lambda i: sized[i])
+        first = refusals[0].error
+        if not sized[widest]:
+            return first
+        return InvalidRequest(
+            f"The request does not fit the largest context window of the models that could answer it: "
+            f"{sized[widest]} tokens ({refusals[widest].model}). {first.message}",
+            param=first.param or "messages", code="context_length_exceeded")
     if ctx.deadline.remaining() < DEADLINE_SLACK_S:  # the last model's share ended with the request's time
         return DeadlineExceeded(f"the request's deadline passed before a {family} model answered: {exc}")
     if exc.failures and all(isinstance(f.error, CircuitOpen) for f in exc.failures):

@@ -13,6 +13,7 @@ from serve_app.model_client import ModelClient
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
+from vocabulary.calls import EmbedCall
 from vocabulary.router_config import RouterSpec
 from vocabulary.errors import DeadlineExceeded
 from vocabulary.routes import OPENAI_MODEL_FAMILIES
@@ -43,6 +44,24 @@ class RouterService:
 
             return as_dict(await deadline.run(self._local.classify(text), cap_s=CLASSIFY_BUDGET_S))
         return await self._client.call("classify", text, deadline)
+
+    @property
+    def embeddings_model(self) -> str | None:
+        """The name /v1/embeddings serves the classifier's encoder under; None without one."""
+        return getattr(self._spec.classifier, "embeddings_model", None)  # an embedding classifier's
+
+    async def embedding_info(self, deadline: Deadline) -> dict[str, int]:
+        """The encoder's `dimensions` and `max_tokens`."""
+        if self._local is not None:
+            return self._local.embedding_info()
+        return await self._client.call("embedding_info", None, deadline)
+
+    async def embed(self, call: EmbedCall, deadline: Deadline) -> dict[str, Any]:
+        """Sentence embeddings from the classifier's own loaded encoder: here, on its thread
+        (placement: ingress), or in the router deployment."""
+        if self._local is not None:
+            return await deadline.run(self._local.embed(call.texts))
+        return await self._client.call("embed", call, deadline)
 
     async def probe(self) -> float:
         result = await self.classify("What is the capital of France?", Deadline(CLASSIFY_BUDGET_S))

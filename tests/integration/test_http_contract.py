@@ -25,8 +25,8 @@ def test_deep_health_reports_every_model(http):
     assert body["status"] == "degraded"
     assert body["routes"] == {"llm": "ok", "stt": "ok", "tts": "ok", "vision": "ok", "search": "ok",
                               "router": "ok"}
-    assert set(body["models"]) == {"smollm2", "smollm2-hf", "smollm2-upstream", "whisper-tiny", "piper", "espeak",
-                                   "rapidocr", "tesseract", "web", "local", "router"}
+    assert set(body["models"]) == {"smollm2", "smollm2-hf", "smollm2-upstream", "whisper-base", "whisper-tiny",
+                                   "kokoro", "piper", "espeak", "rapidocr", "tesseract", "web", "local", "router"}
     assert body["models"]["smollm2"]["breaker"] == "closed"
     for name, model in body["models"].items():
         if name == "web":

@@ -39,9 +39,9 @@ def test_chat_with_input_audio_uses_the_transcript(client):
             {"type": "text", "text": "Repeat what the caller asked for."},
             {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"}}]}])
     result = raw.parse()
-    assert raw.headers["x-switchboard-models"] == "whisper-tiny,smollm2"
+    assert raw.headers["x-switchboard-models"] == "whisper-base,smollm2"
     report = result.model_extra["switchboard"]["attachments"][0]
-    assert report["type"] == "audio" and report["model"] == "whisper-tiny"
+    assert report["type"] == "audio" and report["model"] == "whisper-base"
     assert words(report["transcript"]) == words(sentence.replace("four", "4").replace("seven", "7")) or \
         words(report["transcript"]) == words(sentence)
     # the LLM answered from the transcript (its wording is the 135M model's business, not the test's)

@@ -13,8 +13,8 @@ from tests.integration.conftest import ADMIN_TOKEN, BREAKER_COOLDOWN_S, wait_unt
 from tests.integration.media import text_image
 
 pytestmark = pytest.mark.integration
-MODELS = ["smollm2", "smollm2-hf", "smollm2-upstream", "whisper-tiny", "piper", "espeak", "rapidocr", "tesseract",
-          "web", "local"]
+MODELS = ["smollm2", "smollm2-hf", "smollm2-upstream", "whisper-base", "whisper-tiny", "kokoro", "piper", "espeak",
+          "rapidocr", "tesseract", "web", "local"]
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
@@ -150,12 +150,17 @@ def test_a_stream_whose_model_dies_midway_ends_with_an_error_event(http):
 
 
 def test_corrupted_output_is_caught_by_the_validators(http):
-    fault(http, "piper", corrupt="empty")
+    fault(http, "piper", corrupt="empty")  # piper has the voice joe, so it goes first; kokoro is next
     r = http.post("/v1/audio/speech", json={"input": "Hello there.", "voice": "joe", "response_format": "wav"})
-    assert r.status_code == 200 and r.headers["x-switchboard-model"] == "espeak"  # zero-length audio rejected
+    assert r.status_code == 200 and r.headers["x-switchboard-model"] == "kokoro"  # zero-length audio rejected
     assert r.headers["x-switchboard-failed"] == "piper" and len(r.content) > 1000
+    speech = r.content
+    fault(http, "whisper-base", corrupt="garbled")
+    r = http.post("/v1/audio/transcriptions", files={"file": ("a.wav", speech)}, data={"model": "whisper-1"})
+    assert r.status_code == 200 and r.headers["x-switchboard-model"] == "whisper-tiny"
+    assert r.headers["x-switchboard-failed"] == "whisper-base" and "hello" in r.text.lower()
     fault(http, "whisper-tiny", corrupt="garbled")
-    r = http.post("/v1/audio/transcriptions", files={"file": ("a.wav", r.content)}, data={"model": "whisper-1"})
+    r = http.post("/v1/audio/transcriptions", files={"file": ("a.wav", speech)}, data={"model": "whisper-1"})
     assert r.status_code == 503 and "unusable output" in r.json()["error"]["message"]
 
 

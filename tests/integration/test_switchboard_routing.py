@@ -96,16 +96,22 @@ def test_routed_search_chat(http):
     assert search["model"] == "local" and search["results"]
 
 
-def test_voice_intent_answers_with_audio_like_openai(http):
-    r = http.post("/v1/chat/completions", json={"max_tokens": 16, "temperature": 0, "messages": [
-        {"role": "user", "content": "Read this aloud, please: good morning, everyone."}]})
+def test_voice_intent_answers_with_audio_only_when_the_client_asks_like_openai(http):
+    said = [{"role": "user", "content": "Read this aloud, please: good morning, everyone."}]
+    r = http.post("/v1/chat/completions", json={"max_tokens": 16, "temperature": 0, "messages": said})
     assert r.status_code == 200 and r.headers["x-switchboard-intent"] == "voice"
+    assert "audio" not in r.json()["choices"][0]["message"]  # a text client gets text
+    assert r.headers["x-switchboard-models"] == "smollm2"
+    r = http.post("/v1/chat/completions", json={"max_tokens": 16, "temperature": 0, "messages": said,
+                                                "modalities": ["text", "audio"], "audio": {"voice": "alloy",
+                                                                                         "format": "wav"}})
+    assert r.status_code == 200
     message = r.json()["choices"][0]["message"]
     audio = message["audio"]
     assert audio["transcript"] == message["content"].strip() and audio["id"].startswith("audio_")
     samples, rate = soundfile.read(io.BytesIO(base64.b64decode(audio["data"])))
-    assert rate == 22050 and len(samples) > rate // 4
-    assert r.headers["x-switchboard-models"] == "smollm2,piper"
+    assert rate == 24000 and len(samples) > rate // 4  # Kokoro's rate
+    assert r.headers["x-switchboard-models"] == "smollm2,kokoro"
 
 
 def test_vision_intent_without_a_readable_image_degrades_to_the_llm(http):

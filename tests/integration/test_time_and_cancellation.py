@@ -140,6 +140,8 @@ BODY_ENDPOINTS = [
                                                        "members": ["text", "search"]}}),
     ("transcriptions", "post", "/v1/audio/transcriptions", {"files": {"file": ("a.wav", WAV)},
                                                             "data": {"model": "whisper-1"}}),
+    ("translations", "post", "/v1/audio/translations", {"files": {"file": ("a.wav", WAV)},
+                                                        "data": {"model": "whisper-1"}}),
     ("speech", "post", "/v1/audio/speech", {"json": {"model": "tts-1", "voice": "alloy", "input": "Hello."}}),
     ("stt", "post", "/api/voice/stt", {"files": {"file": ("a.wav", WAV)}}),
     ("tts", "post", "/api/voice/tts", {"json": {"text": "Hello."}}),

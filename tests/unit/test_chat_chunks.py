@@ -57,3 +57,61 @@ def test_streamed_text_stops_before_the_stop_string(pieces, stops, expected):
             break
     out += f.flush()
     assert out == expected
+
+
+def tool_chunk(calls=None, content=None, finish=None, logprobs=None, index=0):
+    delta = {k: v for k, v in (("content", content), ("tool_calls", calls)) if v is not None}
+    return {"id": "c1", "created": 7,
+            "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
+
+
+def test_assemble_merges_tool_call_deltas_by_index():
+    chunks = [tool_chunk(content=""),
+              tool_chunk([{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]),
+              tool_chunk([{"index": 0, "function": {"arguments": '{"city": '}}]),
+              tool_chunk([{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{"}}]),
+              tool_chunk([{"index": 0, "function": {"arguments": '"Paris"}'}}]),
+              tool_chunk([{"index": 1, "function": {"arguments": "}"}}]),
+              tool_chunk(finish="tool_calls")]
+    out = assemble(chunks, "smollm2")["choices"]
+    assert out == [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]}}]
+
+
+def test_assemble_keeps_content_that_came_with_tool_calls():
+    chunks = [tool_chunk(content="Let me look."),
+              tool_chunk([{"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]),
+              tool_chunk(finish="tool_calls")]
+    message = assemble(chunks, "m")["choices"][0]["message"]
+    assert message["content"] == "Let me look." and [t["id"] for t in message["tool_calls"]] == ["call_a"]
+
+
+def test_assemble_joins_logprobs_and_keeps_choices_apart():
+    def lp(token):
+        return {"content": [{"token": token, "logprob": -0.5, "bytes": list(token.encode()), "top_logprobs": []}]}
+
+    chunks = [tool_chunk(content="He", logprobs=lp("He")), tool_chunk(content="Yo", logprobs=lp("Yo"), index=1),
+              tool_chunk(content="llo", logprobs=lp("llo")), tool_chunk(finish="stop"),
+              tool_chunk(finish="length", index=1)]
+    first, second = assemble(chunks, "m")["choices"]
+    assert first["message"]["content"] == "Hello" and first["finish_reason"] == "stop"
+    assert [t["token"] for t in first["logprobs"]["content"]] == ["He", "llo"]
+    assert second == {"index": 1, "message": {"role": "assistant", "content": "Yo"}, "finish_reason": "length",
+                      "logprobs": lp("Yo")}
+    assert "logprobs" not in assemble([tool_chunk(content="x")], "m")["choices"][0]  # none asked, none given
+
+
+def test_n_answers_merge_into_n_choices_with_the_prompt_counted_once():
+    from vocabulary.chat_chunks import merge_choices
+
+    def answer(text, model="m", completion=3):
+        return {"id": "x", "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                                        "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion}}
+
+    merged = merge_choices([answer("a"), answer("b", completion=5)])
+    assert [(c["index"], c["message"]["content"]) for c in merged["choices"]] == [(0, "a"), (1, "b")]
+    assert merged["usage"] == {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18}
+    assert merge_choices([answer("a"), answer("b", model="n")])["model"] == "m,n"
+    assert merge_choices([answer("a")]) == answer("a")

@@ -21,7 +21,7 @@ from serve_app.schemas import audio as audio_schemas
 from serve_app.schemas import chat as chat_schemas
 from serve_app.schemas.audio import CommitteeRequest, SearchRequest, SpeechRequest, TTSRequest
 from serve_app.schemas.chat import ChatCompletionRequest
-from serve_app.schemas.text import Text, clean_text
+from serve_app.schemas.text import Text, clean_json, clean_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SURROGATE = "bad \ud800 x"
@@ -59,7 +59,7 @@ def test_cleaning_runs_before_length_checks():
 # ---- every text field of every request uses it ---------------------------------------------
 
 def _is_clean(meta) -> bool:
-    return any(isinstance(m, BeforeValidator) and m.func is clean_text for m in meta)
+    return any(isinstance(m, BeforeValidator) and m.func in (clean_text, clean_json) for m in meta)
 
 
 def _bare_strings(tp, where: str, seen: set) -> list[str]:
@@ -69,7 +69,10 @@ def _bare_strings(tp, where: str, seen: set) -> list[str]:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         inner, *meta = typing.get_args(tp)
-        return [] if inner is str and _is_clean(meta) else _bare_strings(inner, where, seen)
+        if _is_clean(meta) and (inner is str or any(m.func is clean_json for m in meta
+                                                     if isinstance(m, BeforeValidator))):
+            return []
+        return _bare_strings(inner, where, seen)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         if tp in seen:
             return []
@@ -123,6 +126,16 @@ def test_every_text_form_parameter_of_the_ingress_is_cleaned():
                 bare.append(node.arg)
     assert {"prompt", "language", "text", "reference_text", "image_url", "model"} <= set(forms)
     assert not bare, f"use Text, not str, for the Form parameters: {bare}"
+
+
+def test_strings_inside_tools_and_schemas_are_cleaned():
+    surrogate = json.loads('"\\ud800"')
+    tool = {"type": "function", "function": {"name": "f", "description": surrogate, "parameters": {"type": "object"}}}
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": "x"}], "tools": [tool]})
+    clean = ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": "x"}], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "n", "schema": {"description": "a\x00b", "x\x1b": [1, "c\x7f"]}}}})
+    assert clean.response_format.json_schema.schema_ == {"description": "ab", "x": [1, "c"]}
 
 
 @pytest.mark.parametrize("model, body, param", [

@@ -1,0 +1,29 @@
+"""What a chat stream's relay keeps across its choices (n > 1 streams one choice after another)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StreamState:
+    """What a chat stream's relay keeps across its choices: one id for every chunk, the usage."""
+
+    def __init__(self, chunk_id: str, created: int) -> None:
+        self.id, self.created, self.model = chunk_id, created, ""
+        self.outcome = "ok"
+        self._usage: list[dict[str, int]] = []
+
+    def relabel(self, chunk: dict[str, Any], model: str, choice: int) -> bool:
+        """Make `chunk` choice `choice`'s, keep its usage; False when nothing is left to send."""
+        usage = chunk.pop("usage", None)
+        if usage:
+            self._usage.append(usage)
+        chunk["id"], chunk["created"], chunk["model"] = self.id, self.created, model
+        for c in chunk.get("choices") or ():
+            c["index"] = choice
+        return bool(chunk.get("choices"))
+
+    def usage(self) -> dict[str, int]:
+        prompt = self._usage[0].get("prompt_tokens", 0) if self._usage else 0
+        completion = sum(u.get("completion_tokens", 0) for u in self._usage)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
