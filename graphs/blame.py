@@ -21,7 +21,7 @@ from typing import Awaitable, TypeVar
 from graphs.breaker import CircuitOpen
 from graphs.deadline import Deadline, DeadlineExpired, _close
 from graphs.faults import InjectedFault
-from graphs.validators import EmptyReading, InvalidOutput
+from graphs.validators import EmptyReading, InvalidOutput, UnfitOutput
 from vocabulary.errors import DeadlineExceeded, PlatformError, SwitchboardError
 
 T = TypeVar("T")
@@ -82,7 +82,7 @@ def too_long(exc: BaseException) -> bool:
 
 
 def blame(exc: BaseException, attempt: Attempt | None = None) -> Blame:
-    if isinstance(exc, (CircuitOpen, asyncio.CancelledError, EmptyReading)):
+    if isinstance(exc, (CircuitOpen, asyncio.CancelledError, EmptyReading, UnfitOutput)):
         return Blame.NONE
     if isinstance(exc, Stalled):
         return Blame.MODEL

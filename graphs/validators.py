@@ -15,6 +15,12 @@ class InvalidOutput(Exception):
         self.message = str(self)
 
 
+class UnfitOutput(InvalidOutput):
+    """A constrained answer that does not follow the client's schema: the engine could not enforce
+    some keyword (llama.cpp's grammar ignores `not`, `multipleOf`, ...). The next model tries; no
+    breaker counts it, since the client's schema decides it."""
+
+
 class EmptyReading(InvalidOutput):
     """An engine read nothing where another engine of the chain may read text: the chain moves on,
     and the model is not blamed (an image may really be blank)."""
@@ -72,12 +78,13 @@ def validate(family: str, model: str, output: Any) -> Any:
 
 
 def structured(model: str, output: dict[str, Any], schema: dict[str, Any] | None,
-               tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+               tools: list[dict[str, Any]] | None, stop: list[str] | None = None) -> dict[str, Any]:
     """A whole chat answer that must follow a JSON schema (response_format) or call tools with
-    arguments that fit their schemas: one that does not is the model's failure, and the next model
-    of the chain tries (an answer cut by length is returned as it is: the client asked for that)."""
+    arguments that fit their schemas: one that does not is unfit, and the next model of the chain
+    tries. An answer cut by length, or one that may have ended on the client's own stop string, is
+    returned as it is: the client asked for that. Runs off the event loop (schemas can be large)."""
     choice = output["choices"][0]
-    if choice.get("finish_reason") == "length":
+    if choice.get("finish_reason") == "length" or (stop and choice.get("finish_reason") == "stop"):
         return output
     message = choice.get("message") or {}
     if tools and message.get("tool_calls"):
@@ -96,17 +103,20 @@ def _fits(model: str, text: str, schema: dict[str, Any], what: str) -> None:
     import json
 
     import jsonschema
+    import referencing
 
     try:
         value = json.loads(text)
-    except ValueError:
-        raise InvalidOutput(model, f"{what} is not JSON") from None
+    except (ValueError, RecursionError):
+        raise UnfitOutput(model, f"{what} is not JSON") from None
+    # An empty registry: a $ref that is not local is never fetched (no request leaves from here).
+    validator = jsonschema.Draft202012Validator(schema, registry=referencing.Registry())
     try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError as exc:
-        raise InvalidOutput(model, f"{what} does not follow the schema: {exc.message[:200]}") from None
-    except jsonschema.SchemaError:
-        return  # the engine accepted a schema the validator cannot read: not the model's fault
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except Exception:  # a reference that cannot be resolved, a schema the validator cannot read
+        return  # the engine accepted the schema and constrained the answer to it: not the model's fault
+    if error is not None:
+        raise UnfitOutput(model, f"{what} does not follow the schema: {error.message[:200]}")
 
 
 def corrupt(family: str, output: Any, how: str) -> Any:

@@ -5,6 +5,7 @@ Routes parse HTTP and hand over to the services (serve_app/services), which hold
 
 import asyncio
 import base64
+import contextlib
 import hmac
 import logging
 import os
@@ -443,8 +444,10 @@ class SwitchboardIngress:
                         for line in sse.error_events(err, chunk_id=state.id, model=state.model, created=state.created):
                             yield line
                         return
-                async for line in self._relay_choice(opened, chain, ctx, state, choice):
-                    yield line
+                # closed at once when the client leaves: the permit is settled and the model stops now
+                async with contextlib.aclosing(self._relay_choice(opened, chain, ctx, state, choice)) as lines:
+                    async for line in lines:
+                        yield line
                 if state.outcome != "ok":
                     outcome = state.outcome
                     return

@@ -11,19 +11,25 @@ class StreamState:
     def __init__(self, chunk_id: str, created: int) -> None:
         self.id, self.created, self.model = chunk_id, created, ""
         self.outcome = "ok"
-        self._usage: list[dict[str, int]] = []
+        self._usage: dict[int, dict[str, Any]] = {}  # choice -> its last usage (as a whole answer keeps it)
 
     def relabel(self, chunk: dict[str, Any], model: str, choice: int) -> bool:
         """Make `chunk` choice `choice`'s, keep its usage; False when nothing is left to send."""
         usage = chunk.pop("usage", None)
         if usage:
-            self._usage.append(usage)
+            self._usage[choice] = usage
         chunk["id"], chunk["created"], chunk["model"] = self.id, self.created, model
         for c in chunk.get("choices") or ():
             c["index"] = choice
         return bool(chunk.get("choices"))
 
-    def usage(self) -> dict[str, int]:
-        prompt = self._usage[0].get("prompt_tokens", 0) if self._usage else 0
-        completion = sum(u.get("completion_tokens", 0) for u in self._usage)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    def usage(self) -> dict[str, Any]:
+        """The prompt once, every choice's completion (as merge_choices counts a whole answer)."""
+        usages = list(self._usage.values())
+        prompt = usages[0].get("prompt_tokens", 0) if usages else 0
+        completion = sum(u.get("completion_tokens", 0) for u in usages)
+        out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                               "total_tokens": prompt + completion}
+        if any(u.get("estimated") for u in usages):
+            out["estimated"] = True
+        return out

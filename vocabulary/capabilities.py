@@ -58,13 +58,14 @@ def engine_capabilities(backend: Any) -> Capabilities:
     return Capabilities()
 
 
-def request_needs(response_format: dict | None, tools: list | None, tool_choice: Any, logprobs: bool | None
-                  ) -> list[str]:
-    """The capabilities a chat request needs, in a stable order."""
+def request_needs(response_format: dict | None, tools: list | None, tool_choice: Any, logprobs: bool | None, *,
+                  tool_history: bool = False) -> list[str]:
+    """The capabilities a chat request needs, in a stable order. Tool calls and results in the history
+    need a model that reads them, even when no tool may be called now."""
     needs = []
     if response_format and response_format.get("type") in ("json_object", "json_schema"):
         needs.append("json_schema")
-    if tools and tool_choice != "none":
+    if (tools and tool_choice != "none") or tool_history:
         needs.append("tools")
     if logprobs:
         needs.append("logprobs")

@@ -90,6 +90,10 @@ def merge_choices(answers: list[dict[str, Any]]) -> dict[str, Any]:
         completion = sum(u.get("completion_tokens", 0) for u in usages)
         merged["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
                            "total_tokens": prompt + completion}
+        if any(u.get("estimated") for u in usages):
+            merged["usage"]["estimated"] = True
+    else:
+        merged.pop("usage", None)  # some choice has no count: no total is better than a wrong one
     models = list(dict.fromkeys(a.get("model") for a in answers))
     merged["model"] = models[0] if len(models) == 1 else ",".join(models)
     return merged

@@ -77,7 +77,8 @@ def _check_tool(tool: Any, where: str) -> str:
 def chosen_function(tool_choice: Any) -> str | None:
     """The function a named tool_choice ({"type": "function", "function": {"name": ...}}) names."""
     if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
-        name = (tool_choice.get("function") or {}).get("name")
+        function = tool_choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
         if isinstance(name, str):
             return name
     return None

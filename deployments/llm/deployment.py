@@ -15,7 +15,7 @@ from deployments.llm.tool_calls import needs_tool_rewrite, stream_tool_calls, to
 from vocabulary.calls import PROBE_CALL, ChatCall
 from vocabulary.chat_chunks import assemble
 from vocabulary.config import ModelSpec
-from vocabulary.errors import DeadlineExceeded, ModelError
+from vocabulary.errors import DeadlineExceeded, InvalidRequest, ModelError
 
 IN_PROCESS_ENGINES = frozenset({"llama_cpp", "transformers"})
 
@@ -58,7 +58,7 @@ class LLMDeployment(ModelDeployment):
         in_process = self._spec.backend.kind in IN_PROCESS_ENGINES
         cap = call.max_tokens_cap if call.max_tokens is None and not in_process else None
         produced = 0
-        engine_call = tool_call_request(call) if in_process and needs_tool_rewrite(call) else call
+        engine_call = _tool_call_request(call) if in_process and needs_tool_rewrite(call) else call
         engine = self._backend.chat_stream(engine_call)
         stream = engine
         if engine_call is not call and call.tools and call.tool_choice != "none":
@@ -94,6 +94,15 @@ class LLMDeployment(ModelDeployment):
         result = await self.chat(ChatCall(request_id="probe", budget_s=self._spec.probe_timeout_s, **PROBE_CALL))
         if not result.get("choices"):
             raise ModelError(f"probe of {self._spec.name} returned no choices")
+
+
+def _tool_call_request(call: ChatCall) -> ChatCall:
+    """The engine's call for tools or tool history; what cannot be rendered is the client's 400."""
+    try:
+        return tool_call_request(call)
+    except (RecursionError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise InvalidRequest(f"the tools or the tool calls in messages cannot be read: {type(exc).__name__}",
+                             param="messages") from None
 
 
 def _finishes(chunk: dict[str, Any]) -> bool:

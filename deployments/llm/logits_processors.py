@@ -37,7 +37,8 @@ class LogitBias(LogitsProcessor):
     def __init__(self, bias: dict[int, float]) -> None:
         self._ids = torch.tensor(list(bias), dtype=torch.long)
         values = torch.tensor(list(bias.values()), dtype=torch.float32)
-        self._values = torch.where(values <= BAN, torch.tensor(float("-inf")), values)
+        # Finite, so that a grammar that allows only banned tokens still leaves a distribution to sample.
+        self._values = torch.where(values <= BAN, torch.tensor(-1e4), values)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         return scores.index_add(1, self._ids, self._values.to(scores.dtype).expand(scores.shape[0], -1))

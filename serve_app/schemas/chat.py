@@ -230,7 +230,7 @@ class ChatCompletionRequest(BaseModel):
     def ignored(self) -> list[str]:
         """Top-level fields outside OpenAI's chat API: ignored, and said so (names fit for a header)."""
         names = sorted(k for k in (self.model_extra or {}) if k not in UNSUPPORTED)
-        return [n if n.isascii() and n.isprintable() and "," not in n else ascii(n)[1:-1].replace(",", "%2C")
+        return [(n if n.isascii() and n.isprintable() and "," not in n else ascii(n)[1:-1].replace(",", "%2C"))[:64]
                 for n in names][:32]
 
     def unsupported(self) -> tuple[str, str] | None:

@@ -46,15 +46,21 @@ Text = Annotated[str, BeforeValidator(clean_text)]
 """A string a client sent: valid Unicode, control characters (but \\t \\n \\r) stripped."""
 
 
-def clean_json(value: Any) -> Any:
+MAX_JSON_DEPTH = 64
+
+
+def clean_json(value: Any, depth: int = 0) -> Any:
     """Every string of a JSON value (keys too) cleaned as `Text` is: a tool's description or a JSON
-    schema reaches the model's prompt or grammar, where a lone surrogate would break the engine."""
+    schema reaches the model's prompt or grammar, where a lone surrogate would break the engine.
+    Nesting deeper than MAX_JSON_DEPTH is refused (no schema needs it; recursion would)."""
+    if depth > MAX_JSON_DEPTH:
+        raise PydanticCustomError("too_deep", "nests deeper than {limit} levels", {"limit": MAX_JSON_DEPTH})
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, dict):
-        return {clean_text(k): clean_json(v) for k, v in value.items()}
+        return {clean_text(k): clean_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [clean_json(v) for v in value]
+        return [clean_json(v, depth + 1) for v in value]
     return value
 
 

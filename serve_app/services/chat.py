@@ -4,7 +4,9 @@ the results to the LLM with the user's words, and speak the answer when voice wa
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import logging
 import re
 import time
@@ -65,20 +67,26 @@ class ChatService:
         refused = body.unsupported()
         if refused:
             raise InvalidRequest(refused[1], param=refused[0], code="unsupported_parameter")
+        if body.stream and body.wants_audio():
+            raise InvalidRequest("a spoken answer (modalities with 'audio', or 'audio') is not streamed here; "
+                                 "ask without stream", param="modalities", code="unsupported_parameter")
         if body.tools is not None or body.tool_choice is not None:
             check_tools(body.tools, body.tool_choice, body.parallel_tool_calls)
-            for i, tool in enumerate(body.tools or ()):
-                _check_schema(tool["function"].get("parameters"), f"tools[{i}].function.parameters")
+        schemas = [(tool["function"].get("parameters"), f"tools[{i}].function.parameters")
+                   for i, tool in enumerate(body.tools or ())]
         if body.response_format and body.response_format.json_schema:
-            _check_schema(body.response_format.json_schema.schema_, "response_format.json_schema.schema")
+            schemas.append((body.response_format.json_schema.schema_, "response_format.json_schema.schema"))
+        if any(schema is not None for schema, _ in schemas):
+            await asyncio.to_thread(_check_schemas, schemas)
         decision = await self._router.decide(body, ctx)
         ctx.intent = decision.intent
         named = self._roster.specs.get(body.model)
         chain = self._roster.chain("llm", body.model if named is None or named.family == "llm" else "auto")
         fmt = body.response_format.as_call() if body.response_format else None
-        needs = request_needs(fmt, body.tools, body.tool_choice, body.logprobs)
+        history = any(m.tool_calls or m.role == "tool" for m in body.messages)
+        needs = request_needs(fmt, body.tools, body.tool_choice, body.logprobs, tool_history=history)
         chain = self._roster.capable(chain, needs)
-        plain = not needs and (body.n or 1) == 1 and not any(m.tool_calls or m.role == "tool" for m in body.messages)
+        plain = not needs and (body.n or 1) == 1
         committee = self._committee_intents(body, decision) if plain else None
         if committee is not None:
             return PreparedChat(decision, chain, [], committee=committee)
@@ -99,7 +107,7 @@ class ChatService:
                     parts.append(await self._read_image(data, ctx, prepared.reports, family_model))
                 elif isinstance(part, AudioPart):
                     parts.append(await self._hear_audio(part, param, ctx, prepared.reports))
-            prepared.messages.append({"role": role, "content": "\n\n".join(p for p in parts if p)})
+            prepared.messages.append({**_plain_message(role, message), "content": "\n\n".join(p for p in parts if p)})
         attached = bool(prepared.reports)
         if decision.intent == "vision" and not attached:
             await self._images_from_text(body, prepared, ctx, family_model)
@@ -274,13 +282,45 @@ def _plain_message(role: str, message) -> dict[str, Any]:
     return out
 
 
-def _check_schema(schema: dict[str, Any] | None, param: str) -> None:
-    """A JSON schema the client sent must be one (by its own $schema dialect, 2020-12 by default)."""
-    if schema is None:
-        return
+MAX_SCHEMA_BYTES = 64 * 1024
+MAX_SCHEMA_DEPTH = 32
+_REFS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _check_schemas(schemas: list[tuple[dict[str, Any] | None, str]]) -> None:
+    """The JSON schemas a client sent (tools' parameters, response_format) must be valid JSON Schema
+    2020-12, small and shallow enough to check and compile quickly, and refer only inside themselves
+    (a remote $ref is never fetched). Runs off the event loop."""
     import jsonschema
 
-    try:
-        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise InvalidRequest(f"{param} is not a valid JSON schema: {exc.message[:300]}", param=param) from None
+    total = 0
+    for schema, param in schemas:
+        if schema is None:
+            continue
+        total += len(json.dumps(schema))
+        if total > MAX_SCHEMA_BYTES:
+            raise InvalidRequest(f"the request's JSON schemas are over {MAX_SCHEMA_BYTES // 1024} KiB", param=param)
+        _check_shape(schema, param)
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise InvalidRequest(f"{param} is not a valid JSON schema: {exc.message[:300]}", param=param) from None
+        except (RecursionError, TypeError, ValueError) as exc:
+            raise InvalidRequest(f"{param} is not a valid JSON schema ({type(exc).__name__})", param=param) from None
+
+
+def _check_shape(schema: Any, param: str) -> None:
+    """Depth at most MAX_SCHEMA_DEPTH, and only local references (#...), checked without recursion."""
+    stack = [(schema, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_SCHEMA_DEPTH:
+            raise InvalidRequest(f"{param} nests deeper than {MAX_SCHEMA_DEPTH} levels", param=param)
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _REFS and not (isinstance(value, str) and value.startswith("#")):
+                    raise InvalidRequest(f"{param}: only local references ('#/...') are allowed, not {value!r:.80}",
+                                         param=param)
+                stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)

@@ -162,7 +162,10 @@ class Roster:
         if fault is not None and fault.corrupt:
             result = corrupt("llm", result, fault.corrupt)
         result = validate("llm", name, result)
-        return structured(name, result, call.json_schema(), call.tools if call.tool_choice != "none" else None)
+        schema, tools = call.json_schema(), call.tools if call.tool_choice != "none" else None
+        if schema is None and not tools:
+            return result
+        return await asyncio.to_thread(structured, name, result, schema, tools, call.stop)
 
     def spec(self, name: str) -> ModelSpec:
         return self.specs[name]
@@ -214,7 +217,7 @@ def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext,
     400 context_length_exceeded, naming the largest window of those models."""
     ctx.failures.extend(exc.failures)
     refusals = [f for f in exc.failures if too_long(f.error)]
-    if refusals:
+    if refusals and len(refusals) == len(exc.failures):  # every model that tried said: too long
         sized = [(windows or {}).get(f.model) or 0 for f in refusals]
         widest = max(range(len(refusals)), key=lambda i: sized[i])
         first = refusals[0].error

@@ -92,6 +92,6 @@ def test_stream_failing_before_first_token_fails_over_or_is_an_http_error(http):
     assert r.text.rstrip().endswith("data: [DONE]") and '"model":"smollm2"' in r.text
     # A prompt no model can take is the client's error: a 400 before any event is sent.
     r = http.post("/v1/chat/completions", json={**too_long, "model": "smollm2",
-                                                "messages": [{"role": "user", "content": "word " * 2500}]})
+                                                "messages": [{"role": "user", "content": "word " * 5000}]})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "context_length_exceeded"
