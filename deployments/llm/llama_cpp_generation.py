@@ -43,7 +43,8 @@ CLOSING_FROM, CLOSING_FULL, CLOSING_BONUS = 0.4, 0.7, 15.0
 
 
 class Generation:
-    def __init__(self, llama, plan: GenerationPlan, closers: np.ndarray, counters: EngineCounters) -> None:
+    def __init__(self, llama, plan: GenerationPlan, closers: tuple[np.ndarray, np.ndarray],
+                 counters: EngineCounters) -> None:
         import llama_cpp
 
         self._llama = llama
@@ -59,6 +60,7 @@ class Generation:
         self._margin = _sampler_margin(plan.sampling)
         self.produced = 0
         self.finished = False
+        self._in_string = self._escaped = False  # in the JSON being generated (for the closing bonus)
         if plan.seed is not None or plan.sampling["temp"] == 0:
             llama.reset()  # a repeatable answer: see the module's notes on the prompt cache
         llama.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if plan.seed is None else plan.seed)
@@ -82,6 +84,8 @@ class Generation:
         self.produced += 1
         self._counters.produced(1, cancel)
         piece = self._llama.detokenize([token])
+        if self._mask is not None:
+            self._read_json(piece)
         start = self._text.decoded
         text = self._text.feed(piece)
         if self._plan.top_logprobs is not None:
@@ -91,6 +95,16 @@ class Generation:
         if self.produced >= self._plan.limit:
             return self._finish("length", text)
         return self._chunk(text) if text else None
+
+    def _read_json(self, piece: bytes) -> None:
+        """Whether a JSON string is open after `piece`: a quote not escaped opens or closes one."""
+        for byte in piece:  # quotes and backslashes are ASCII: never inside a UTF-8 sequence
+            if self._escaped:
+                self._escaped = False
+            elif self._in_string and byte == 0x5C:  # backslash
+                self._escaped = True
+            elif byte == 0x22:  # quote
+                self._in_string = not self._in_string
 
     def close(self) -> None:
         self._tokens.close()
@@ -141,8 +155,9 @@ class Generation:
             scores[self._plan.bias_ids] += self._plan.bias_values
         if self._mask is not None:
             bonus = closing_bonus(self.produced, self._plan.limit)
-            if bonus and len(self._closers):
-                scores[self._closers] += bonus
+            closers = self._closers[0] if self._in_string else self._closers[1]
+            if bonus and len(closers):
+                scores[closers] += bonus
             if not self._mask.apply(scores, self._margin):
                 self._dead_end = True
                 scores[:] = -np.inf

@@ -107,11 +107,14 @@ def _logit_bias(bias: dict[str, float] | None, n_vocab: int) -> tuple[np.ndarray
     return np.array(ids, dtype=np.intc), values
 
 
-def closing_tokens(llama) -> np.ndarray:
-    """Tokens that only close JSON: quotes, brackets and braces (and spaces)."""
-    ids = []
+def closing_tokens(llama) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens that only close JSON: inside a string, a quote and then brackets or braces; outside
+    one, brackets and braces (spaces may come with either). Inside a string a bracket is only text."""
+    strings, values = [], []
     for token in range(llama.n_vocab()):
         text = llama.detokenize([token]).strip(b" ")
-        if text and not text.strip(b'"]}'):
-            ids.append(token)
-    return np.array(ids, dtype=np.intc)
+        if text.startswith(b'"') and not text[1:].strip(b" ]}"):
+            strings.append(token)
+        elif text and not text.strip(b" ]}"):
+            values.append(token)
+    return np.array(strings, dtype=np.intc), np.array(values, dtype=np.intc)
