@@ -210,9 +210,11 @@ class ChatService:
         asked = body.token_limit()
         seed = None if body.seed is None else (body.seed + choice + 2**63) % 2**64 - 2**63
         tools = body.tools or None
+        # n > 1 with no temperature samples at OpenAI's default (1.0): a greedy engine would repeat one answer
+        temperature = 1.0 if body.temperature is None and (body.n or 1) > 1 else body.temperature
         return ChatCall(request_id=ctx.request_id, messages=messages, budget_s=budget,
                         max_tokens=min(asked, cap) if asked else None, max_tokens_cap=cap,
-                        temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=seed,
+                        temperature=temperature, top_p=body.top_p, stop=body.stop, seed=seed,
                         presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
                         logit_bias=body.logit_bias, logprobs=body.logprobs or None,
                         top_logprobs=body.top_logprobs if body.logprobs else None,
