@@ -4,6 +4,7 @@ through their failover chain (breakers, retries, injected faults, output validat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any, AsyncIterator, Callable
 
 from graphs.blame import Attempt, Blame, blame, too_long
@@ -27,6 +28,15 @@ from vocabulary.errors import (
 from vocabulary.routes import FAMILY_ROUTE, OPENAI_MODEL_FAMILIES
 
 DEADLINE_SLACK_S = 0.05
+# How fast the slowest engine of the CPU roster reads a prompt on a busy core (transformers, one
+# thread: about 200 tokens a second, four characters a token, with a margin): the first token of a
+# long prompt may take this much longer than the stall limit before the model counts as hung.
+PROMPT_CHARS_PER_S = 500
+
+
+def _prompt_chars(call: Any) -> int:
+    return sum(len(m.get("content") or "") for m in getattr(call, "messages", ())
+               if isinstance(m.get("content"), str))
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -134,12 +144,15 @@ class Roster:
         return result.model, result.value
 
     async def open_chat(self, name: str, call: Any, given: Attempt) -> "OpenChat":
-        """Start a chat stream and read it up to its first sign of progress, within the share."""
+        """Start a chat stream and read it up to its first sign of progress, within the share. Before
+        the first token the engine reads the prompt: a long prompt is slow, not hung, so the stall
+        limit for the first token grows with it."""
         await given.first(self.faults.before(name))
         stream = await self.clients[name].stream("chat_stream", call)
         chunks = self.faults.stream(name, stream)
+        reading = dataclasses.replace(given, stall_s=given.stall_s + _prompt_chars(call) / PROMPT_CHARS_PER_S)
         try:
-            first = await given.first(until_progress(chunks))
+            first = await reading.first(until_progress(chunks))
         except BaseException:
             stream.cancel()
             raise
