@@ -230,7 +230,11 @@ def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext,
     400 context_length_exceeded, naming the largest window of those models."""
     ctx.failures.extend(exc.failures)
     refusals = [f for f in exc.failures if too_long(f.error)]
-    if refusals and len(refusals) == len(exc.failures):  # every model that tried said: too long
+    widest = max(((windows or {}).get(f.model) or 0 for f in refusals), default=0)
+    # The client's 400 only when no model that might have taken the prompt failed otherwise: a model
+    # with a wider (known) window that broke is a 503, so that nobody shortens a prompt that fits.
+    wider_broke = any(not too_long(f.error) and ((windows or {}).get(f.model) or 0) > widest for f in exc.failures)
+    if refusals and not wider_broke:
         sized = [(windows or {}).get(f.model) or 0 for f in refusals]
         widest = max(range(len(refusals)), key=lambda i: sized[i])
         first = refusals[0].error

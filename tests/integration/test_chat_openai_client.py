@@ -62,9 +62,12 @@ def test_upstream_400_body_reaches_the_client(client):
     assert raw.headers["x-switchboard-failed"] == "smollm2-upstream" and raw.headers["x-switchboard-model"] == "smollm2"
     failed = raw.http_response.json()["switchboard"]["failed"][0]
     assert failed.startswith("smollm2-upstream: upstream"), failed
-    # Too long for smollm2's window, not for smollm2-hf's: the wider model answers.
+    # Too long for smollm2's window, not for smollm2-hf's: the wider model answers. Reading 2,500 tokens
+    # takes transformers 12 s or more on one busy core: a client sending such a prompt to CPU engines
+    # gives it the time (the default deadline is shared by the three models of the chain).
     wide = client.chat.completions.with_raw_response.create(
-        model="smollm2", messages=[{"role": "user", "content": "word " * 2500}], max_tokens=4)
+        model="smollm2", messages=[{"role": "user", "content": "word " * 2500}], max_tokens=4,
+        extra_headers={"x-switchboard-deadline-ms": "180000"})
     assert wide.headers["x-switchboard-model"] == "smollm2-hf"
     assert "smollm2" in wide.headers["x-switchboard-failed"].split(",")
     # Too long for every window: the client's 400, context_length_exceeded, naming the largest window.

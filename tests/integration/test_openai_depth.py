@@ -59,7 +59,10 @@ def test_a_stream_equals_the_whole_answer(client, model):
     chunks = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
-    assert text == whole.choices[0].message.content and "5" not in text
+    expected = whole.choices[0].message.content
+    if model == "smollm2-upstream":  # the upstream server itself may answer "4. 4\n" once and "4. 4" (then " 5")
+        text, expected = text.rstrip(), expected.rstrip()  # the next time, from its prompt cache
+    assert text == expected and "5" not in text
     assert finish == [whole.choices[0].finish_reason]
     assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == whole.usage.model_dump()
     assert all(c.usage is None for c in chunks[:-1])

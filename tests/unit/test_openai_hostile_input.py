@@ -105,3 +105,10 @@ def test_a_streams_usage_is_each_choices_last_with_the_prompt_once():
         for u in usages:
             assert state.relabel({"choices": [], "usage": u}, "m", choice) is False
     assert state.usage() == {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16, "estimated": True}
+
+
+def test_a_model_of_unknown_window_that_broke_does_not_hide_the_clients_400():
+    ctx = RequestContext("r", Deadline(10))
+    failures = [refusal("small"), refusal("wide"), Failure("up", ModelError("stream ended before [DONE]"), Blame.MODEL)]
+    err = exhausted("llm", ChainExhausted(failures, []), ctx, {"small": 2048, "wide": 4096, "up": None})
+    assert isinstance(err, InvalidRequest) and "4096 tokens (wide)" in err.message
