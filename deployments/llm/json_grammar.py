@@ -21,12 +21,12 @@ import torch
 from llguidance import LLMatcher, LLTokenizer
 from transformers import LogitsProcessor
 
+from deployments.llm.json_closing import OpenString, closing_bonus
 from vocabulary.errors import InvalidRequest
 
 # Applied after the schema's own "x-guidance" options, so a client cannot turn free whitespace back on.
 OPTIONS = {"whitespace_flexible": True, "whitespace_pattern": "[ ]?"}
 ERROR_CHARS = 300  # of llguidance's message about a schema it cannot use
-CLOSING_FROM, CLOSING_FULL, CLOSING_BONUS = 0.4, 0.7, 15.0  # shares of the limit; logit bonus at full
 
 
 def tokenizer_for(hf_tokenizer) -> LLTokenizer:
@@ -101,24 +101,14 @@ class ClosingBonus(LogitsProcessor):
         self._token_bytes = token_bytes
         self._prompt_tokens = prompt_tokens
         self._limit = max(limit, 1)
-        self._in_string = self._escaped = False
+        self._string = OpenString()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         produced = input_ids.shape[1] - self._prompt_tokens
         if produced:
-            self._read(self._token_bytes(int(input_ids[0, -1])))
-        share = produced / self._limit
-        ids = self._closers.string if self._in_string else self._closers.value
-        if share < CLOSING_FROM or not len(ids):
+            self._string.read(self._token_bytes(int(input_ids[0, -1])))
+        ids = self._closers.string if self._string.open else self._closers.value
+        bonus = closing_bonus(produced, self._limit)
+        if not bonus or not len(ids):
             return scores
-        bonus = CLOSING_BONUS * min(1.0, (share - CLOSING_FROM) / (CLOSING_FULL - CLOSING_FROM))
         return scores.index_add(1, ids, torch.full((scores.shape[0], len(ids)), bonus, dtype=scores.dtype))
-
-    def _read(self, text: bytes) -> None:
-        for byte in text:  # quotes and backslashes are ASCII: never inside a UTF-8 sequence
-            if self._escaped:
-                self._escaped = False
-            elif self._in_string and byte == 0x5C:  # backslash
-                self._escaped = True
-            elif byte == 0x22:  # quote
-                self._in_string = not self._in_string

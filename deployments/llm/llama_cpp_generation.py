@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 
 from deployments.llm.backend import EngineCounters
+from deployments.llm.json_closing import OpenString, closing_bonus
 from deployments.llm.llama_cpp_grammar import GrammarMask
 from deployments.llm.llama_cpp_plan import GenerationPlan
 from vocabulary.errors import InvalidRequest
 
-CLOSING_FROM, CLOSING_FULL, CLOSING_BONUS = 0.4, 0.7, 15.0
 
 
 class Generation:
@@ -60,7 +60,7 @@ class Generation:
         self._margin = _sampler_margin(plan.sampling)
         self.produced = 0
         self.finished = False
-        self._in_string = self._escaped = False  # in the JSON being generated (for the closing bonus)
+        self._string = OpenString()  # in the JSON being generated (for the closing bonus)
         if plan.seed is not None or plan.sampling["temp"] == 0:
             llama.reset()  # a repeatable answer: see the module's notes on the prompt cache
         llama.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if plan.seed is None else plan.seed)
@@ -85,7 +85,7 @@ class Generation:
         self._counters.produced(1, cancel)
         piece = self._llama.detokenize([token])
         if self._mask is not None:
-            self._read_json(piece)
+            self._string.read(piece)
         start = self._text.decoded
         text = self._text.feed(piece)
         if self._plan.top_logprobs is not None:
@@ -95,16 +95,6 @@ class Generation:
         if self.produced >= self._plan.limit:
             return self._finish("length", text)
         return self._chunk(text) if text else None
-
-    def _read_json(self, piece: bytes) -> None:
-        """Whether a JSON string is open after `piece`: a quote not escaped opens or closes one."""
-        for byte in piece:  # quotes and backslashes are ASCII: never inside a UTF-8 sequence
-            if self._escaped:
-                self._escaped = False
-            elif self._in_string and byte == 0x5C:  # backslash
-                self._escaped = True
-            elif byte == 0x22:  # quote
-                self._in_string = not self._in_string
 
     def close(self) -> None:
         self._tokens.close()
@@ -155,7 +145,7 @@ class Generation:
             scores[self._plan.bias_ids] += self._plan.bias_values
         if self._mask is not None:
             bonus = closing_bonus(self.produced, self._plan.limit)
-            closers = self._closers[0] if self._in_string else self._closers[1]
+            closers = self._closers[0] if self._string.open else self._closers[1]
             if bonus and len(closers):
                 scores[closers] += bonus
             if not self._mask.apply(scores, self._margin):
@@ -187,14 +177,6 @@ def _sampler_margin(sampling: dict[str, Any]) -> float | None:
     if sampling["temp"] == 0:
         return 0.0
     return -math.log(sampling["min_p"]) if sampling["temp"] > 0 and sampling["min_p"] > 0 else None
-
-
-def closing_bonus(produced: int, limit: int) -> float:
-    """What closing tokens get added to their logits after `produced` of `limit` tokens."""
-    share = produced / max(limit, 1)
-    if share < CLOSING_FROM:
-        return 0.0
-    return CLOSING_BONUS * min(1.0, (share - CLOSING_FROM) / (CLOSING_FULL - CLOSING_FROM))
 
 
 def _token(piece: bytes, logprob) -> dict[str, Any]:
