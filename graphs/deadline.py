@@ -16,6 +16,7 @@ class DeadlineExpired(TimeoutError):
 class Deadline:
     def __init__(self, budget_s: float, *, clock=time.monotonic) -> None:
         self._clock = clock
+        self.total_s = budget_s
         self._expires_at = clock() + budget_s
 
     def remaining(self) -> float:

@@ -41,6 +41,7 @@ class Classification:
     classifier: str
     latency_ms: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)  # choice heads; not in as_dict
 
 
 class MiniLMFeatures:
@@ -61,6 +62,7 @@ class MiniLMFeatures:
         self.max_tokens: int = sentence.get("max_seq_length") or min(
             self._tokenizer.model_max_length, self._model.config.max_position_embeddings)
         self.dimensions: int = self._model.config.hidden_size
+        self.last_layer: int = self._model.config.num_hidden_layers  # its index among the hidden states
         self._pooling = sentence.get("pooling", "mean")
 
     def __call__(self, texts: list[str], layers: tuple[int, ...], batch: int = 64) -> np.ndarray:
@@ -75,6 +77,14 @@ class MiniLMFeatures:
         means = [(hidden[i] * mask).sum(1) / mask.sum(1) for i in layers]
         maxes = [(hidden[i] - 1e4 * (1 - mask)).max(1).values for i in layers]
         return torch.cat(means + maxes, dim=1).numpy()
+
+    def embedding_from_features(self, features: np.ndarray, layers: tuple[int, ...]) -> np.ndarray | None:
+        """The sentence embeddings inside `__call__`'s features (last layer's mean, normalised), or None."""
+        if self._pooling != "mean" or self.last_layer not in layers:
+            return None
+        at = layers.index(self.last_layer) * self.dimensions
+        mean = features[:, at:at + self.dimensions].astype(np.float32)
+        return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """The tokens the model would read of each text, [CLS] and [SEP] included, untruncated."""
@@ -175,6 +185,10 @@ class EmbeddingClassifier:
     def encode(self, texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
         return self._encoder(texts, layers)
 
+    def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
+        """Sentence embeddings here and now (training; serving goes through `embed` and `classify`)."""
+        return self._encoder.sentence_embeddings(texts)
+
     def embedding_info(self) -> dict[str, int]:
         return {"dimensions": self._encoder.dimensions, "max_tokens": self._encoder.max_tokens}
 
@@ -198,12 +212,18 @@ class EmbeddingClassifier:
         head = self._head
         started = time.perf_counter()
         features = await self._thread.run(self.encode, [text], head.layers)
+        embedding = self._encoder.embedding_from_features(features, head.layers)
         probs = head.probabilities(features)[0]
         scores = {label: round(float(p), 4) for label, p in zip(head.labels, probs)}
         best = max(scores, key=scores.get)
         latency = round((time.perf_counter() - started) * 1000, 2)
         return Classification(best, scores[best], scores, self.name, latency,
-                              {"head_version": head.version, "classify_ms": latency})
+                              {"head_version": head.version, "classify_ms": latency},
+                              embedding[0] if embedding is not None else None)
+
+    async def sentence_embedding(self, text: str) -> np.ndarray:
+        """One text's sentence embedding on the classifier's thread (for a request it did not classify)."""
+        return (await self._thread.run(self._encoder.sentence_embeddings, [text]))[0]
 
     def version(self) -> int | None:
         return self._head.version if self._head else None

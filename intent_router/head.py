@@ -30,6 +30,7 @@ class Head:
     weights: np.ndarray  # (labels, dims)
     bias: np.ndarray  # (labels,)
     meta: dict[str, Any]
+    choice: dict[str, Any] | None = None  # the model-choice heads (intent_router/choice_head.py), if trained
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         logits = ((features - self.mean) / self.scale) @ self.weights.T + self.bias
@@ -45,7 +46,7 @@ class Head:
             return np.asarray(data[key], dtype=np.float32)
 
         return cls(int(data["version"]), tuple(data["labels"]), tuple(data["layers"]), array("mean"),
-                   array("scale"), array("weights"), array("bias"), data.get("meta", {}))
+                   array("scale"), array("weights"), array("bias"), data.get("meta", {}), data.get("choice"))
 
 
 def latest_path(folder: Path) -> Path | None:
@@ -69,8 +70,10 @@ def next_version(folder: Path) -> int:
 
 
 def write_head(folder: Path, labels: list[str], layers: list[int], mean: np.ndarray, scale: np.ndarray,
-               weights: np.ndarray, bias: np.ndarray, meta: dict[str, Any]) -> Path:
-    """Write head-NNNN.json, then point LATEST at it (each with an atomic rename)."""
+               weights: np.ndarray, bias: np.ndarray, meta: dict[str, Any],
+               choice: dict[str, Any] | None = None) -> Path:
+    """Write head-NNNN.json (with the model-choice heads' section when given), then point LATEST at it
+    (each with an atomic rename)."""
     folder.mkdir(parents=True, exist_ok=True)
     version = next_version(folder)
     path = folder / f"head-{version:04d}.json"
@@ -82,9 +85,30 @@ def write_head(folder: Path, labels: list[str], layers: list[int], mean: np.ndar
     body = {"version": version, "labels": labels, "layers": layers,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mean": rounded(mean),
             "scale": rounded(scale), "weights": rounded(weights), "bias": rounded(bias), "meta": meta}
+    if choice is not None:
+        body["choice"] = choice
     _atomic_write(path, json.dumps(body))
     _atomic_write(folder / LATEST, path.name + "\n")
     return path
+
+
+def versions(folder: Path) -> list[int]:
+    return sorted(int(m.group(1)) for p in folder.glob("head-*.json") if (m := _NAME.match(p.name)))
+
+
+def rollback(folder: Path) -> tuple[str, str]:
+    """Point LATEST at the newest version older than the current one; (from, to) file names. Raises
+    LookupError when there is no current version or none before it."""
+    current = latest_path(folder)
+    match = _NAME.match(current.name) if current is not None else None
+    if match is None:
+        raise LookupError(f"no published head in {folder}")
+    older = [v for v in versions(folder) if v < int(match.group(1))]
+    if not older:
+        raise LookupError(f"{current.name} is the oldest head in {folder}: nothing to go back to")
+    target = f"head-{older[-1]:04d}.json"
+    _atomic_write(folder / LATEST, target + "\n")
+    return current.name, target
 
 
 def _atomic_write(path: Path, text: str) -> None:

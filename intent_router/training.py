@@ -1,10 +1,10 @@
-"""Train the router's head (`switchboard train-router`) and evaluate a router (`eval-router`)."""
+"""Fit the router's intent head (`switchboard train-router`, intent_router/publishing.py) and evaluate a
+router (`eval-router`)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import io
 import json
 import statistics
@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from intent_router.head import write_head
-from vocabulary.router_config import EmbeddingClassifierSpec
+import numpy as np
+
+from intent_router.head import Head, write_head
 from vocabulary.routes import INTENTS
 
 
@@ -33,32 +34,33 @@ DEFAULT_LAYERS = (0, 1, 2, 3, 4, 5, 6)  # every hidden state; chosen by 5-fold C
 DEFAULT_C = 0.03  # likewise
 
 
-def train_head(data_dir: Path, artifact_dir: Path, spec: EmbeddingClassifierSpec, *, c: float = DEFAULT_C,
-               layers: tuple[int, ...] = DEFAULT_LAYERS) -> dict:
-    """Fit standardised logistic regression on train.jsonl features; report held-out accuracy (the
-    held-out rows are only predicted, never fitted); write a new head version."""
+def fit_head(train: list[dict[str, Any]], classifier, *, c: float = DEFAULT_C,
+             layers: tuple[int, ...] = DEFAULT_LAYERS) -> Head:
+    """Standardised logistic regression on the encoder features of `train` rows ({"text", "label"}):
+    an unpublished head (version 0), with the same arithmetic as a published one."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from intent_router.classifier import EmbeddingClassifier
-
-    train = read_rows(data_dir / "train.jsonl")
-    heldout_path = data_dir / "heldout.jsonl"
-    heldout = read_rows(heldout_path) if heldout_path.exists() else []
-    classifier = EmbeddingClassifier(spec)
-    classifier.load_encoder()
     x = classifier.encode([r["text"] for r in train], layers)
     scaler = StandardScaler().fit(x)
     model = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(x), [r["label"] for r in train])
-    metrics: dict[str, Any] = {"train_rows": len(train), "C": c,
-                               "train_sha1": hashlib.sha1((data_dir / "train.jsonl").read_bytes()).hexdigest()}
-    if heldout:
-        predicted = model.predict(scaler.transform(classifier.encode([r["text"] for r in heldout], layers)))
-        metrics["heldout_rows"] = len(heldout)
-        metrics["heldout_accuracy"] = round(sum(p == r["label"] for p, r in zip(predicted, heldout)) / len(heldout), 4)
-    path = write_head(artifact_dir, list(model.classes_), list(layers), scaler.mean_, scaler.scale_, model.coef_,
-                      model.intercept_, metrics)
-    return {"artifact": str(path), **metrics}
+    as32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    return Head(0, tuple(model.classes_), tuple(layers), as32(scaler.mean_), as32(scaler.scale_), as32(model.coef_),
+                as32(model.intercept_), {"train_rows": len(train), "C": c})
+
+
+def head_accuracy(head: Head, rows: list[dict[str, Any]], classifier) -> float | None:
+    """The share of `rows` whose label is the head's most likely intent (None without rows)."""
+    if not rows:
+        return None
+    probs = head.probabilities(classifier.encode([r["text"] for r in rows], head.layers))
+    predicted = [head.labels[i] for i in probs.argmax(axis=1)]
+    return round(sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows), 4)
+
+
+def publish_head(folder: Path, head: Head, meta: dict[str, Any], choice: dict[str, Any] | None = None) -> Path:
+    return write_head(folder, list(head.labels), list(head.layers), head.mean, head.scale, head.weights, head.bias,
+                      meta, choice)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------
@@ -72,7 +74,6 @@ def _tiny_png() -> str:
 
 
 def _tiny_wav() -> str:
-    import numpy as np
     import soundfile
 
     buf = io.BytesIO()

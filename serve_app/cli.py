@@ -20,6 +20,29 @@ def _router_spec(config_path: str):
     return config.router
 
 
+def log_dir(config_path: str, given: str | None) -> Path:
+    """--log-dir, else the config's request_log.dir."""
+    if given:
+        return project_path(given)
+    from serve_app.config_file import load_serve_config
+
+    (config,) = load_serve_config(config_path).values()
+    return project_path(config.request_log.dir)
+
+
+def _print_requests(args) -> int:
+    from collections import deque
+
+    from serve_app.request_log.reader import parse_since, read_lines, select
+
+    since = parse_since(args.since) if args.since else None
+    lines = select(read_lines(log_dir(args.config, args.log_dir)), request_id=args.id, since=since,
+                   status=args.status, intent=args.intent)
+    for line in deque(lines, maxlen=args.limit) if args.limit else lines:
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description="Switchboard tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,12 +63,53 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a Serve config file's Switchboard args")
     check.add_argument("path")
 
-    train = sub.add_parser("train-router", help="retrain the router head; a running service picks it up")
+    train = sub.add_parser("train-router", help="retrain the intent head (train.jsonl + the log's corrections) and "
+                                                "the model-choice heads (the log); publish a new version unless "
+                                                "it is worse on the held-out split; a running service picks it up")
     train.add_argument("--data", default=str(PROJECT_ROOT / "data" / "router"),
                        help="folder with train.jsonl (and heldout.jsonl for the report)")
     train.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config whose router to train")
     train.add_argument("--artifacts", help="where to write the head (default: the config's artifact_dir)")
     train.add_argument("--c", type=float, default=0.03, help="inverse regularisation strength")
+    train.add_argument("--log-dir", help="the request log (default: the config's request_log.dir)")
+    train.add_argument("--force", action="store_true", help="publish even when the new version is worse")
+
+    rollback = sub.add_parser("rollback-router", help="point the router's LATEST at the previous head version")
+    rollback.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config whose router to roll back")
+    rollback.add_argument("--artifacts", help="the head folder (default: the config's artifact_dir)")
+
+    exemplars = sub.add_parser("exemplars", help='failure exemplars from the log and feedback, as JSONL '
+                                                 '{"request_id", "context", "mistake", "fix"}')
+    exemplars.add_argument("--config", default=str(DEFAULT_CONFIG))
+    exemplars.add_argument("--log-dir", help="the request log (default: the config's request_log.dir)")
+    exemplars.add_argument("--since", help="an ISO time, or an age: 90s, 15m, 2h, 1d")
+    exemplars.add_argument("--out", help="write here instead of stdout")
+
+    buckets = sub.add_parser("buckets", help="cluster the requests classified under router.min_confidence")
+    buckets.add_argument("--config", default=str(DEFAULT_CONFIG))
+    buckets.add_argument("--log-dir", help="the request log (default: the config's request_log.dir)")
+    buckets.add_argument("--min-confidence", type=float, help="default: the config's router.min_confidence")
+    buckets.add_argument("--k", type=int, help="KMeans clusters (default: agglomerative, as many as the data has)")
+    buckets.add_argument("--json", action="store_true")
+
+    campaign = sub.add_parser("campaign", help="a failure campaign: set conditional faults on the running service "
+                                               "(admin API), replay a request set, put the faults back, and write "
+                                               "the failure exemplars the requests caused")
+    campaign.add_argument("--requests", required=True, help='JSONL of {"endpoint"?, "body", "tag"?, '
+                                                            '"image_path"?, "audio_path"?}')
+    campaign.add_argument("--faults", required=True, help='JSON or YAML list of {"model", "fault": FaultSpec '
+                                                          '(with "when")}')
+    campaign.add_argument("--url", default="http://127.0.0.1:8000", help="the running service (loopback only)")
+    campaign.add_argument("--admin-token-env", default="SWITCHBOARD_ADMIN_TOKEN",
+                          help="the environment variable holding the admin token")
+    campaign.add_argument("--out", default="exemplars.jsonl", help="where to write the exemplars (JSONL)")
+    campaign.add_argument("--results", help="also write each request's outcome here (JSONL)")
+    campaign.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config (for its request_log.dir)")
+    campaign.add_argument("--log-dir", help="the request log (default: the config's request_log.dir)")
+    campaign.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
+    campaign.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take")
+    campaign.add_argument("--log-wait", type=float, default=30.0,
+                          help="seconds to wait for the log lines of the campaign's requests")
 
     evaluate = sub.add_parser("eval-router", help="accuracy, per-class P/R, confusion, latency of a router")
     evaluate.add_argument("file", help='JSONL of {"text", "attachment": null|"image"|"audio", "label"}')
@@ -54,7 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--config", default=str(DEFAULT_CONFIG))
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    requests = sub.add_parser("requests", help="read the request log (one JSON line per request)")
+    requests.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config whose request_log.dir to read")
+    requests.add_argument("--log-dir", help="the log folder (default: the config's request_log.dir)")
+    requests.add_argument("--id", help="one request id")
+    requests.add_argument("--since", help="an ISO time, or an age: 90s, 15m, 2h, 1d")
+    requests.add_argument("--status", help="a status (503) or a class (5xx)")
+    requests.add_argument("--intent", choices=["vision", "voice", "text", "search"])
+    requests.add_argument("--limit", type=int, default=0, help="only the last N matching lines")
+
     args = parser.parse_args(argv)
+    if args.command == "requests":
+        return _print_requests(args)
     if args.command == "run":
         from serve_app.supervisor import run as run_supervised
 
@@ -77,18 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, config in load_serve_config(args.path).items():
             sys.stdout.write(f"{name}: {len(config.models)} models ok\n")
         return 0
-    if args.command == "train-router":
-        from intent_router.training import train_head
+    if args.command == "campaign":
+        from serve_app import campaign as failure_campaign
 
-        spec = _router_spec(args.config).classifier
-        if spec.kind != "embedding":
-            sys.stderr.write("this config's router is an LLM-prompt classifier: nothing to train\n")
-            return 2
-        folder = Path(args.artifacts) if args.artifacts else Path(spec.artifact_dir)
-        folder = project_path(folder)
-        result = train_head(Path(args.data), folder, spec, c=args.c)
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return 0
+        return failure_campaign.main(args, log_dir(args.config, args.log_dir))
+    if args.command in ("train-router", "rollback-router", "exemplars", "buckets"):
+        from serve_app import learning_commands
+
+        return getattr(learning_commands, args.command.replace("-", "_"))(args)
     if args.command == "eval-router":
         from intent_router.training import (
             evaluate_http,

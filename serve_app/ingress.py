@@ -10,6 +10,7 @@ import hmac
 import logging
 import os
 import time
+from datetime import datetime, timezone
 from functools import partial
 from typing import Annotated, Any, AsyncIterator
 
@@ -30,6 +31,10 @@ from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
 from serve_app.metrics import IngressMetrics
 from serve_app.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from serve_app.request_log.middleware import RequestLogMiddleware
+from serve_app.request_log.reader import contains
+from serve_app.request_log.writer import RequestLog
+from serve_app.schemas.feedback import FeedbackRequest, FeedbackResponse
 from serve_app.schemas.audio import (
     CloneResponse,
     CommitteeRequest,
@@ -49,7 +54,7 @@ from serve_app.serve_status import deployment_names, serve_reasons
 from serve_app.schemas.text import Text
 from serve_app.services import transcript_formats
 from serve_app.services.audio import AudioService
-from serve_app.services.chat import ChatService
+from serve_app.services.chat import ChatService, route_summary
 from serve_app.services.committee import CommitteeService
 from serve_app.services.context import RequestContext
 from serve_app.services.embeddings import EmbeddingService
@@ -63,6 +68,8 @@ from vocabulary.errors import (
     InvalidRequest,
     ModelError,
     ModelNotFound,
+    NotFound,
+    ServiceUnavailable,
     SwitchboardError,
     Unauthorized,
 )
@@ -98,10 +105,46 @@ app = FastAPI(
     responses=ERROR_RESPONSES,
 )
 app.state.max_body_bytes = 25 * 1024 * 1024
+app.state.request_log = None
+app.state.on_line = None
 app.add_middleware(BodyLimitMiddleware, limit=lambda: app.state.max_body_bytes)
+# Around everything but the request id: every request, whatever its end (a 413 too), gets its line.
+app.add_middleware(RequestLogMiddleware, log=lambda: app.state.request_log,
+                   on_line=lambda line: app.state.on_line(line) if app.state.on_line else None)
 # Outermost, so a 413 is logged with the id too. Serve's proxies return x-request-id themselves.
 app.add_middleware(RequestIdMiddleware, echo=False, fallback=serve_request_id)
 http_errors.install(app)
+
+
+def stream_ended(ctx: RequestContext, model: str, state: StreamState, choice: int, who: Blame) -> None:
+    """The request log's entry of the call that streamed: its sizes, and how it ended."""
+    entry = next((c for c in reversed(ctx.calls) if c["model"] == model and c["status"] == "ok"), None)
+    if entry is None:
+        return
+    usage = state.choice_usage(choice)
+    entry.update(tokens_in=usage.get("prompt_tokens"), tokens_out=usage.get("completion_tokens"),
+                 output_length=state.chars.get(choice, 0))
+    if state.outcome == "error":
+        entry.update(status="error", error=f"broke mid-stream ({ctx.error_code})", blame=who.value)
+    elif state.outcome == "client_gone":
+        entry.update(status="cancelled", blame=Blame.NONE.value)
+
+
+def replica_name() -> str:
+    """This replica's id (one log file each), or the process id outside Serve."""
+    try:
+        context = serve.get_replica_context()
+        tag = getattr(getattr(context, "replica_id", None), "unique_id", None) or getattr(context, "replica_tag", "")
+        return f"{context.deployment}-{tag}"
+    except Exception:
+        return f"pid{os.getpid()}"
+
+
+def _last_user_text(messages: list[Any]) -> str | None:
+    for message in reversed(messages or ()):
+        if isinstance(message, dict) and message.get("role") == "user" and isinstance(message.get("content"), str):
+            return message["content"]
+    return None
 
 
 @serve.ingress(app)
@@ -111,7 +154,12 @@ class SwitchboardIngress:
         specs = config.by_name()
         clients = {name: model_client(specs[name], handle) for name, handle in handles.items()}
         await asyncio.gather(*(client.warm() for client in clients.values()))
-        self._metrics = IngressMetrics()
+        self._metrics = IngressMetrics(models=[*clients, "llm_only", ROUTER, "vision", "stt", "search", "text"])
+        if config.request_log.enabled:
+            log = RequestLog(config.request_log, replica_name())
+            await asyncio.to_thread(log.start)
+            app.state.request_log = log
+            app.state.on_line = self._metrics.observe
         self._roster = Roster(config, clients, on_breaker_change=self._metrics.breaker_changed)
         self._router = RouterService(config.router, self._roster, router_handle)
         await self._router.start()
@@ -145,36 +193,32 @@ class SwitchboardIngress:
                                               "chat.completion.chunk", "content": {"application/json": {},
                                                                                    "text/event-stream": {}}}})
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
-        ctx = self._context(request)
-        started = time.perf_counter()
+        ctx = self._context(request, self._router.features(body).text)
         prepared = await self._chat.prepare(body, ctx)
         if prepared.committee is not None:
-            return await self._committee_chat(body, prepared, ctx, started)
+            return await self._committee_chat(body, prepared, ctx)
         headers = self._ignored(body, ctx)
         if body.stream:
             opened, chain = await self._chat.open_stream(body, prepared, ctx)
-            return StreamingResponse(self._relay(body, prepared, opened, chain, ctx, started),
+            return StreamingResponse(self._relay(body, prepared, opened, chain, ctx),
                                      media_type="text/event-stream", headers={**ctx.headers(), **headers})
         result = await self._chat.complete(body, prepared, ctx)
         result["switchboard"] = {**ctx.summary(), "route": prepared.decision.as_dict(),
                                  "attachments": prepared.reports}
-        self._log_done(ctx, started, "ok", prepared.decision.as_dict())
         return JSONResponse(result, headers={**ctx.headers(), **headers})
 
     @app.post("/api/committee", summary="Ask several models at once (parallel, under the deadline), merge, "
                                         "and let the LLM answer", response_model=CommitteeResponse)
     async def committee(self, body: CommitteeRequest, request: Request):
-        ctx = self._context(request)
+        ctx = self._context(request, _last_user_text(body.messages))
         if body.deadline_ms is not None:
             ctx.deadline = Deadline(min(body.deadline_ms, self._config.deadlines.max_ms) / 1000)
-        started = time.perf_counter()
         try:
             chat_body = ChatCompletionRequest.model_validate({"messages": body.messages, "max_tokens": body.max_tokens})
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidRequest(f"messages: {first['msg']}", param="messages") from None
         report = await self._committee.run(chat_body, ctx, names=body.members, mode=body.mode)
-        self._log_done(ctx, started, "ok")
         return JSONResponse({"answer": report["answer"], "degraded": report["degraded"] or ctx.degraded,
                              "agreement": report.get("agreement"), "uncertain": report.get("uncertain"),
                              "members": report["members"], "members_wall_ms": report["members_wall_ms"],
@@ -191,13 +235,12 @@ class SwitchboardIngress:
                                                       "user": body.user, "metadata": body.metadata})
         return {"x-switchboard-ignored": ",".join(ignored)} if ignored else {}
 
-    async def _committee_chat(self, body: ChatCompletionRequest, prepared, ctx: RequestContext, started: float):
+    async def _committee_chat(self, body: ChatCompletionRequest, prepared, ctx: RequestContext):
         report = await self._committee.run(body, ctx, intents=prepared.committee)
         completion = {"id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion", "created": int(time.time()),
                       "model": ctx.models[-1] if ctx.models else "committee",
                       "choices": [{"index": 0, "message": {"role": "assistant", "content": report["answer"]},
                                    "finish_reason": "stop"}]}
-        self._log_done(ctx, started, "ok", prepared.decision.as_dict())
         if body.stream:
             chunk = {**completion, "object": "chat.completion.chunk",
                      "choices": [{"index": 0, "delta": {"role": "assistant", "content": report["answer"]},
@@ -210,8 +253,9 @@ class SwitchboardIngress:
     @app.post("/api/classify", summary="The switchboard's routing decision for a chat body; calls no model "
                                        "but the router")
     async def classify(self, body: ChatCompletionRequest, request: Request) -> dict[str, Any]:
-        ctx = self._context(request)
+        ctx = self._context(request, self._router.features(body).text)
         decision = await self._router.decide(body, ctx)
+        ctx.intent, ctx.route = decision.intent, route_summary(decision)
         return decision.as_dict()
 
     @app.post("/v1/audio/transcriptions", summary="Speech to text (OpenAI-compatible)")
@@ -225,11 +269,10 @@ class SwitchboardIngress:
         temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
     ):
         ctx = self._context(request)
-        started = time.perf_counter()
         audio = await self._audio.decode(await file.read())
+        ctx.facts = ctx.facts.with_audio(audio.duration_s)
         result = await self._audio.transcribe(audio, ctx, model=model, language=language, prompt=prompt,
                                               temperature=temperature)
-        self._log_done(ctx, started, "ok")
         return transcript_formats.render(result, response_format, ctx.headers())
 
     @app.post("/v1/audio/translations", summary="Speech in any language to English text (OpenAI-compatible)")
@@ -242,29 +285,24 @@ class SwitchboardIngress:
         temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
     ):
         ctx = self._context(request)
-        started = time.perf_counter()
         audio = await self._audio.decode(await file.read())
+        ctx.facts = ctx.facts.with_audio(audio.duration_s)
         result = await self._audio.transcribe(audio, ctx, model=model, prompt=prompt, temperature=temperature,
                                               task="translate")
-        self._log_done(ctx, started, "ok")
         return transcript_formats.render(result, response_format, ctx.headers())
 
     @app.post("/v1/audio/speech", summary="Text to speech (OpenAI-compatible)",
               response_class=Response, responses=SPEECH_RESPONSES)
     async def speech(self, body: SpeechRequest, request: Request):
-        ctx = self._context(request)
-        started = time.perf_counter()
+        ctx = self._context(request, body.input)
         speech = await self._audio.speak(body.input, body.voice, body.speed, ctx, model=body.model)
-        self._log_done(ctx, started, "ok")
         return await self._audio_response(speech, body.response_format, ctx)
 
     @app.post("/v1/embeddings", summary="Sentence embeddings (OpenAI-compatible), from the router's encoder",
               response_model=EmbeddingResponse)
     async def embeddings(self, body: EmbeddingRequest, request: Request):
-        ctx = self._context(request)
-        started = time.perf_counter()
+        ctx = self._context(request, body.input if isinstance(body.input, str) else None)
         content = await self._embeddings.embed(body, ctx)
-        self._log_done(ctx, started, "ok")
         return Response(content, media_type="application/json", headers=ctx.headers())
 
     # ---- native endpoints ----------------------------------------------------------------------
@@ -275,13 +313,14 @@ class SwitchboardIngress:
                   language: Annotated[Text | None, Form(max_length=16)] = None,
                   model: Annotated[Text, Form()] = "auto"):
         ctx = self._context(request)
-        result = await self._audio.transcribe(await self._audio.decode(await file.read()), ctx, model=model,
-                                              language=language)
+        audio = await self._audio.decode(await file.read())
+        ctx.facts = ctx.facts.with_audio(audio.duration_s)
+        result = await self._audio.transcribe(audio, ctx, model=model, language=language)
         return JSONResponse({**result, "switchboard": ctx.summary()}, headers=ctx.headers())
 
     @app.post("/api/voice/tts", summary="Text to speech", response_class=Response, responses=SPEECH_RESPONSES)
     async def tts(self, body: TTSRequest, request: Request):
-        ctx = self._context(request)
+        ctx = self._context(request, body.text)
         speech = await self._audio.speak(body.text, body.voice, body.speed, ctx, model=body.model)
         return await self._audio_response(speech, body.format, ctx)
 
@@ -291,7 +330,7 @@ class SwitchboardIngress:
                     reference: Annotated[UploadFile, File(description="A few seconds of the voice to clone.")],
                     reference_text: Annotated[Text | None, Form(max_length=2000)] = None,
                     format: Annotated[SpeechFormat, Form()] = "wav"):
-        ctx = self._context(request)
+        ctx = self._context(request, text)
         ref = await self._audio.decode(await reference.read(), param="reference")
         speech = await self._audio.clone(text, ref, reference_text, ctx)
         audio, _ = await self._audio.encode(speech, format)
@@ -311,7 +350,7 @@ class SwitchboardIngress:
             raise InvalidRequest("send exactly one of 'file' or 'image_url'", param="file")
         if file is not None:
             image = await file.read()
-            await self._vision.check(image, param="file")
+            await self._vision.check(image, param="file", ctx=ctx)
         else:
             image = await self._vision.load(image_url, ctx, param="image_url")
         result = await self._vision.read(image, ctx, model=model)
@@ -320,9 +359,33 @@ class SwitchboardIngress:
     @app.post("/api/search", summary="Web search, with a local index when the web cannot answer",
               response_model=SearchResponse)
     async def search(self, body: SearchRequest, request: Request):
-        ctx = self._context(request)
+        ctx = self._context(request, body.query)
         result = await self._search.search(body.query, body.max_results, ctx, model=body.model)
         return JSONResponse({**result, "switchboard": ctx.summary()}, headers=ctx.headers())
+
+    # ---- feedback ----------------------------------------------------------------------------
+
+    @app.post("/api/feedback", summary="Thumbs up or down on an answer, with a correction (route or model)",
+              response_model=FeedbackResponse)
+    async def feedback(self, body: FeedbackRequest, request: Request):
+        self._context(request)
+        log = app.state.request_log
+        if log is None:
+            raise ServiceUnavailable("the request log is off (request_log.enabled): feedback has nowhere to go",
+                                     code="request_log_off")
+        correction = body.correction.model_dump(exclude_none=True) if body.correction else None
+        if correction and "model" in correction and correction["model"] not in self._roster.specs:
+            raise InvalidRequest(f"correction.model: {correction['model']!r} is not a model of this roster",
+                                 param="correction.model")
+        if not (log.knows(body.request_id) or await asyncio.to_thread(contains, log.dir, body.request_id)):
+            raise NotFound(f"no request with id {body.request_id!r} is in the request log", param="request_id",
+                           code="unknown_request_id")
+        comment = (await asyncio.to_thread(log.redact_now, body.comment))[0] if body.comment else None
+        entry = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "request_id": body.request_id,
+                 "rating": body.rating, "correction": correction or None, "comment": comment}
+        await asyncio.to_thread(log.append_feedback, entry)
+        self._metrics.feedback(body.rating, bool(correction))
+        return JSONResponse({"stored": True, "request_id": body.request_id})
 
     # ---- health ----------------------------------------------------------------------------
 
@@ -404,8 +467,18 @@ class SwitchboardIngress:
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    def _context(self, request: Request) -> RequestContext:
-        return RequestContext(http_errors.request_id_of(request), self._deadline(request))
+    def _context(self, request: Request, text: str | None = None) -> RequestContext:
+        """The request's context, tied to its log record; the user's text (if any) starts being
+        redacted for the log's excerpt at once, while the models work."""
+        ctx = RequestContext(http_errors.request_id_of(request), self._deadline(request))
+        if text:
+            ctx.learn(text=text)
+        record = getattr(request.state, "record", None)
+        if record is not None:
+            record.ctx = ctx
+            if text and app.state.request_log is not None:
+                app.state.request_log.redact_later(record, text)
+        return ctx
 
     def _deadline(self, request: Request) -> Deadline:
         limits = self._config.deadlines
@@ -427,36 +500,31 @@ class SwitchboardIngress:
                    "x-switchboard-sample-rate": str(speech.sample_rate)}
         return Response(audio, media_type=mime, headers=headers)
 
-    async def _relay(self, body: ChatCompletionRequest, prepared, opened, chain, ctx: RequestContext,
-                     started: float) -> AsyncIterator[str]:
+    async def _relay(self, body: ChatCompletionRequest, prepared, opened, chain, ctx: RequestContext
+                     ) -> AsyncIterator[str]:
         """Relay the stream of each choice (n>1: one after another, each through the chain), then
         the usage chunk when `stream_options.include_usage` asked for it, then [DONE]."""
         first = opened.first[0] if opened.first else {}
         state = StreamState(first.get("id", f"chatcmpl-{ctx.request_id}"), first.get("created", int(time.time())))
-        outcome = "ok"
-        try:
-            for choice in range(body.n or 1):
-                if choice:
-                    try:
-                        opened, chain = await self._chat.open_stream(body, prepared, ctx, choice)
-                    except SwitchboardError as err:
-                        outcome = "error"
-                        for line in sse.error_events(err, chunk_id=state.id, model=state.model, created=state.created):
-                            yield line
-                        return
-                # closed at once when the client leaves: the permit is settled and the model stops now
-                async with contextlib.aclosing(self._relay_choice(opened, chain, ctx, state, choice)) as lines:
-                    async for line in lines:
+        for choice in range(body.n or 1):
+            if choice:
+                try:
+                    opened, chain = await self._chat.open_stream(body, prepared, ctx, choice)
+                except SwitchboardError as err:
+                    ctx.error_code = err.code
+                    for line in sse.error_events(err, chunk_id=state.id, model=state.model, created=state.created):
                         yield line
-                if state.outcome != "ok":
-                    outcome = state.outcome
                     return
-            if body.stream_options and body.stream_options.include_usage:
-                yield sse.event({"id": state.id, "object": "chat.completion.chunk", "created": state.created,
-                                 "model": state.model, "choices": [], "usage": state.usage()})
-            yield sse.DONE
-        finally:
-            self._log_done(ctx, started, outcome if state.outcome == "ok" else state.outcome)
+            # closed at once when the client leaves: the permit is settled and the model stops now
+            async with contextlib.aclosing(self._relay_choice(opened, chain, ctx, state, choice)) as lines:
+                async for line in lines:
+                    yield line
+            if state.outcome != "ok":
+                return
+        if body.stream_options and body.stream_options.include_usage:
+            yield sse.event({"id": state.id, "object": "chat.completion.chunk", "created": state.created,
+                             "model": state.model, "choices": [], "usage": state.usage()})
+        yield sse.DONE
 
     async def _relay_choice(self, opened, chain, ctx: RequestContext, state: "StreamState",
                             choice: int) -> AsyncIterator[str]:
@@ -487,23 +555,18 @@ class SwitchboardIngress:
             logger.error("stream broke after first token", extra={
                 "request_id": ctx.request_id, "model": model, "code": err.code, "reason": err.message,
                 "blame": who.value})
+            ctx.error_code = err.code
+            stream_ended(ctx, model, state, choice, who)  # before [DONE], when the log line is made
             for line in sse.error_events(err, chunk_id=state.id, model=model, created=state.created):
                 yield line
         finally:
             opened.cancel()
+            if state.outcome != "error":
+                stream_ended(ctx, model, state, choice, who)
             if state.outcome == "ok" and chain.breaker is not None:
                 chain.breaker.record_success(chain.permit)
             elif state.outcome != "ok":
                 settle(chain.breaker, chain.permit, who)
-
-    def _log_done(self, ctx: RequestContext, started: float, outcome: str, route: dict | None = None) -> None:
-        self._metrics.request_done(ctx.intent, ctx.models[-1] if ctx.models else None, outcome, ctx.degraded)
-        logger.info("request done", extra={
-            "request_id": ctx.request_id, "intent": ctx.intent, "route": route,
-            "model": ctx.models[-1] if ctx.models else None, "models": ctx.models,
-            "degraded": ctx.degraded, "failed": [f.model for f in ctx.failures], "outcome": outcome,
-            "agreement": ctx.agreement,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2)})
 
 
 __all__ = ["SwitchboardIngress", "app"]

@@ -12,6 +12,7 @@ class StreamState:
         self.id, self.created, self.model = chunk_id, created, ""
         self.outcome = "ok"
         self._usage: dict[int, dict[str, Any]] = {}  # choice -> its last usage (as a whole answer keeps it)
+        self.chars: dict[int, int] = {}  # choice -> characters of content relayed (for the request log)
 
     def relabel(self, chunk: dict[str, Any], model: str, choice: int) -> bool:
         """Make `chunk` choice `choice`'s, keep its usage; False when nothing is left to send."""
@@ -21,7 +22,13 @@ class StreamState:
         chunk["id"], chunk["created"], chunk["model"] = self.id, self.created, model
         for c in chunk.get("choices") or ():
             c["index"] = choice
+            content = (c.get("delta") or {}).get("content")
+            if content:
+                self.chars[choice] = self.chars.get(choice, 0) + len(content)
         return bool(chunk.get("choices"))
+
+    def choice_usage(self, choice: int) -> dict[str, Any]:
+        return self._usage.get(choice) or {}
 
     def usage(self) -> dict[str, Any]:
         """The prompt once, every choice's completion (as merge_choices counts a whole answer)."""

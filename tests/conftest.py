@@ -21,3 +21,9 @@ apply_local_env({
     "RAY_SERVE_HAPROXY_STATS_PORT": _free_port(),
     "RAY_SERVE_HAPROXY_METRICS_PORT": _free_port(),
 })
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (they kill or retrain parts of the shared app) run last, so the tests before
+    them see the app as it started."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)

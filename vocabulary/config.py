@@ -28,6 +28,7 @@ from vocabulary.config_base import (
     StrictModel,
 )
 from vocabulary.resilience_config import FaultSpec, ResilienceSpec
+from vocabulary.request_log_config import RequestLogSpec
 from vocabulary.router_config import RouterSpec
 from vocabulary.routes import LLM_ONLY, LLM_ONLY_ROUTES, ROUTE_FAMILY, Route
 
@@ -127,6 +128,12 @@ class LoggingSpec(StrictModel):
         return self.model_dump()
 
 
+class SttSpec(StrictModel):
+    min_confidence: float = Field(
+        0.7, ge=0, le=1, description="A transcript less sure than this is untrusted: marked so in the answer and "
+                                     "the log, and the LLM is told it may be misheard.")
+
+
 class CommitteeSpec(StrictModel):
     margin: float = Field(0.15, ge=0, le=1, description="Top two intents this close: both are asked.")
     mode: Literal["all", "first_valid"] = "all"
@@ -143,6 +150,7 @@ class SwitchboardConfig(StrictModel):
     deadlines: DeadlineSpec = DeadlineSpec()
     health: HealthSpec = HealthSpec()
     logging: LoggingSpec = LoggingSpec()
+    request_log: RequestLogSpec = RequestLogSpec()
     router: RouterSpec = RouterSpec()
     routes: dict[Route, list[str]] = Field(
         default_factory=dict,
@@ -152,6 +160,7 @@ class SwitchboardConfig(StrictModel):
     faults: dict[str, FaultSpec] = Field(default_factory=dict, description="Faults injected from the start.")
     committee: CommitteeSpec = CommitteeSpec()
     media: MediaSpec = MediaSpec()
+    stt: SttSpec = SttSpec()
     voice_aliases: dict[str, str] = Field(
         default_factory=dict,
         description="Voice name a client sends (e.g. OpenAI's 'alloy') -> a configured voice. OpenAI's voice "

@@ -46,6 +46,12 @@ class ModelNotFound(SwitchboardError):
     code = "model_not_found"
 
 
+class NotFound(SwitchboardError):
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
 class PayloadTooLarge(SwitchboardError):
     http_status = 413
     error_type = "invalid_request_error"

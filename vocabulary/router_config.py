@@ -37,6 +37,20 @@ class LLMPromptClassifierSpec(StrictModel):
     engine: Annotated[Union[LlamaCppBackend, UpstreamBackend], Field(discriminator="kind")]
 
 
+class ChoiceSpec(StrictModel):
+    """The model-choice heads (trained by `switchboard train-router` from the request log): each chain is
+    ordered by the chance each model answers well, the config order as the prior."""
+
+    enabled: bool = Field(True, description="Order chains by the choice heads when the published head has them.")
+    exploration: float = Field(
+        0.05, ge=0, le=0.5, description="Share of requests on which one demoted model is tried first anyway, "
+                                        "so the log keeps evidence about it.")
+    prior_weight: float = Field(
+        0.1, ge=0, le=1, description="Bonus of the chain's first model over its last (linear in position), added to "
+                                     "the predicted chance: how much better a later model must look to go first.")
+    min_rows: int = Field(30, ge=1, description="Training rows a model needs before its head is trusted.")
+
+
 class RouterSpec(StrictModel):
     classifier: Annotated[Union[EmbeddingClassifierSpec, LLMPromptClassifierSpec], Field(discriminator="kind")] = \
         EmbeddingClassifierSpec(kind="embedding")
@@ -47,3 +61,4 @@ class RouterSpec(StrictModel):
     resources: ResourceSpec = ResourceSpec(num_cpus=0.25)
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     max_ongoing_requests: int = Field(64, ge=1)
+    choice: ChoiceSpec = ChoiceSpec()

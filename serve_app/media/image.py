@@ -1,6 +1,7 @@
 """Images in: sniff the format (415 if not an image we take), read the size from the header
 before decoding anything (so a decompression bomb is refused unread, 413), then verify it decodes.
-The check decodes the whole image (up to 40 MP): the ingress runs it on its MediaPool."""
+The check decodes the whole image (up to 40 MP): the ingress runs it on its MediaPool.
+`inspect_image` checks and measures the decoded image too (text skew, contrast: a few ms)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import base64
 import binascii
 import io
 import re
+from dataclasses import dataclass
 
 from serve_app.media.audio import UnsupportedMediaType
+from serve_app.media.image_measure import measure_image
 from vocabulary.errors import InvalidRequest, PayloadTooLarge
 
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif",
@@ -36,8 +39,26 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    """A checked image: its size, and as measured (None when not measured or not measurable) the
+    skew of its text in degrees from level (counter-clockwise, (-90, 90]) and its contrast (0..1)."""
+
+    width: int
+    height: int
+    rotation: float | None = None
+    contrast: float | None = None
+
+
 def check_image(data: bytes, *, max_pixels: int, param: str = "image") -> tuple[int, int]:
     """Validate an encoded image; returns (width, height)."""
+    info = inspect_image(data, max_pixels=max_pixels, param=param, measure=False)
+    return info.width, info.height
+
+
+def inspect_image(data: bytes, *, max_pixels: int, param: str = "image", measure: bool = True) -> ImageInfo:
+    """Validate an encoded image (as check_image) and, with `measure`, measure the decoded image
+    (serve_app/media/image_measure.py: a few ms over the decode)."""
     from PIL import Image
 
     if not data:
@@ -55,6 +76,7 @@ def check_image(data: bytes, *, max_pixels: int, param: str = "image") -> tuple[
             if width == 0 or height == 0:
                 raise InvalidRequest("the image has no pixels", param=param, code="invalid_image")
             image.load()
+            measured = measure_image(image) if measure else None  # never raises
     except (PayloadTooLarge, InvalidRequest):
         raise
     except Image.DecompressionBombError:  # Image.open itself refuses over 2x Pillow's own pixel limit
@@ -69,7 +91,9 @@ def check_image(data: bytes, *, max_pixels: int, param: str = "image") -> tuple[
     except Exception as exc:  # Pillow raises many error types for broken input
         raise InvalidRequest(f"the image could not be decoded ({type(exc).__name__})", param=param,
                              code="invalid_image") from None
-    return width, height
+    if measured is None:
+        return ImageInfo(width, height)
+    return ImageInfo(width, height, measured.rotation, measured.contrast)
 
 
 def parse_data_url(url: str, *, param: str) -> bytes:

@@ -51,13 +51,24 @@ class AudioService:
     async def transcribe(self, audio: DecodedAudio, ctx: RequestContext, *, model: str | None = None,
                          language: str | None = None, prompt: str | None = None,
                          temperature: float = 0.0, tail: int = 0, task: str = "transcribe") -> dict[str, Any]:
-        chain = self._roster.chain("stt", model)
+        chain = self._roster.chain("stt", model, ctx=ctx)
         if task == "translate":
             chain = self.translators(chain, model)
         name, result = await self._roster.call("stt", chain, "transcribe", lambda _, d: TranscribeCall(
             ctx.request_id, audio.pcm_bytes(), d.remaining(), language or None, prompt or None,
             temperature, task), ctx, tail=tail)
-        return {**result, "model": name}
+        return {**result, "model": name, "untrusted": self.distrust(result, ctx)}
+
+    def distrust(self, result: dict[str, Any], ctx: RequestContext) -> bool:
+        """A transcript (with words in it) under stt.min_confidence is untrusted; the request's
+        context keeps the lowest confidence heard."""
+        confidence = result.get("confidence")
+        if confidence is None or not (result.get("text") or "").strip():
+            return False
+        ctx.stt_confidence = confidence if ctx.stt_confidence is None else min(ctx.stt_confidence, confidence)
+        untrusted = confidence < self._config.stt.min_confidence
+        ctx.untrusted = ctx.untrusted or untrusted
+        return untrusted
 
     def translators(self, chain: list[str], requested: str | None) -> list[str]:
         """The chain without English-only models: they cannot translate (tiny.en would answer nonsense
@@ -100,7 +111,7 @@ class AudioService:
         text = self.check_text(text)
         voice = self.resolve_voice(voice)
         owner = self._config.voices()[voice]
-        chain = self._roster.chain("tts", model)
+        chain = self._roster.chain("tts", model, ctx=ctx)
         if model not in self._roster.specs:  # not a roster name: the model that has the voice goes first
             chain = [owner, *(m for m in chain if m != owner)]
         # A model without the voice speaks in its own first voice (and the answer says so).

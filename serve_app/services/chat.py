@@ -20,6 +20,7 @@ from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, 
 from serve_app.services.audio import AudioService
 from serve_app.services.committee import CommitteeService
 from serve_app.services.context import RequestContext
+from serve_app.services.request_facts import chat_facts
 from serve_app.services.roster import OpenChat, Roster, exhausted
 from serve_app.services.router import RouterService
 from serve_app.services.search import SearchService
@@ -80,8 +81,13 @@ class ChatService:
             await asyncio.to_thread(_check_schemas, schemas)
         decision = await self._router.decide(body, ctx)
         ctx.intent = decision.intent
+        ctx.learn(intent=decision.intent, **chat_facts(body))
+        ctx.route = route_summary(decision)
+        parts = [p for m in body.messages for p in m.attachments()]
+        ctx.attachments = {"images": sum(isinstance(p, ImagePart) for p in parts),
+                           "audio": sum(isinstance(p, AudioPart) for p in parts), "image": None, "audio_seconds": None}
         named = self._roster.specs.get(body.model)
-        chain = self._roster.chain("llm", body.model if named is None or named.family == "llm" else "auto")
+        chain = self._roster.chain("llm", body.model if named is None or named.family == "llm" else "auto", ctx=ctx)
         fmt = body.response_format.as_call() if body.response_format else None
         history = any(m.tool_calls or m.role == "tool" for m in body.messages)
         needs = request_needs(fmt, body.tools, body.tool_choice, body.logprobs, tool_history=history)
@@ -154,6 +160,7 @@ class ChatService:
     async def _hear_audio(self, part: AudioPart, param: str, ctx: RequestContext, reports: list[dict]) -> str:
         n = sum(r["type"] == "audio" for r in reports) + 1
         audio = await self._audio.decode_base64(part.input_audio.data, param=f"{param}.input_audio.data")
+        ctx.facts = ctx.facts.with_audio(audio.duration_s)
         try:
             result = await self._audio.transcribe(audio, ctx, tail=self._tail("stt"))
         except (ServiceUnavailable, DeadlineExceeded) as exc:
@@ -161,8 +168,10 @@ class ChatService:
             reports.append({"type": "audio", "model": None, "error": exc.message})
             return f"[Audio {n}: it could not be transcribed]"
         reports.append({"type": "audio", "model": result["model"], "transcript": result["text"],
-                        "confidence": result["confidence"]})
-        return f"[Audio {n}, transcript:]\n{result['text'] or '(no speech found)'}\n[End of audio {n}]"
+                        "confidence": result["confidence"], "untrusted": result["untrusted"]})
+        heard = (f"transcript (low confidence {result['confidence']:.2f}: words may be misheard, say so if "
+                 "it matters)" if result["untrusted"] else "transcript")
+        return f"[Audio {n}, {heard}:]\n{result['text'] or '(no speech found)'}\n[End of audio {n}]"
 
     async def _images_from_text(self, body: ChatCompletionRequest, prepared: PreparedChat, ctx: RequestContext,
                                 model: str | None) -> None:
@@ -261,7 +270,7 @@ class ChatService:
         that answers stays open: the relay settles it when the stream ends."""
         async def attempt(name: str, given: Attempt) -> OpenChat:
             return await self._roster.open_chat(
-                name, self._call(body, prepared.messages, ctx, given.request, choice), given)
+                name, self._call(body, prepared.messages, ctx, given.request, choice), given, ctx.facts)
 
         try:
             result = await self._roster.walk(prepared.chain, attempt, ctx, keep_permit=True)
@@ -326,3 +335,9 @@ def _check_shape(schema: Any, param: str) -> None:
                 stack.append((value, depth + 1))
         elif isinstance(node, list):
             stack.extend((value, depth + 1) for value in node)
+
+
+def route_summary(decision: RouteDecision) -> dict[str, Any]:
+    """The request log's `route`: the decision, how sure, by what, and which head version."""
+    return {"decision": decision.intent, "confidence": decision.confidence, "classifier": decision.classifier,
+            "head_version": (decision.meta or {}).get("head_version")}

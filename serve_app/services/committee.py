@@ -50,6 +50,7 @@ class CommitteeService:
                 elif isinstance(part, AudioPart):
                     audios.append(await self._audio.decode_base64(part.input_audio.data,
                                                                   param=f"{param}.input_audio.data"))
+                    ctx.facts = ctx.facts.with_audio(audios[-1].duration_s)
         return images, audios
 
     def default_members(self, images: list, audios: list, intents: list[str] = ()) -> list[str]:
@@ -76,14 +77,14 @@ class CommitteeService:
         else:
             raise InvalidRequest(f"unknown committee member {name!r}; use a route ({', '.join(ROUTES)}) or a "
                                  f"model of one", param="members")
-        chain = models or self._roster.chain(family)
+        chain = models or self._roster.chain(family, ctx=ctx)
         text = _user_text(body)
 
-        async def call(deadline: Deadline, method: str, payload) -> tuple[str, Any]:
+        async def call(deadline: Deadline, method: str, payload, models: list[str] | None = None) -> tuple[str, Any]:
             # The member's chain shares out the member's deadline, not the request's.
-            sub = RequestContext(ctx.request_id, deadline)
+            sub = ctx.child(deadline)
             try:
-                return await _skipped_if_open(self._roster.call(family, chain, method, payload, sub))
+                return await _skipped_if_open(self._roster.call(family, models or chain, method, payload, sub))
             finally:
                 ctx.failures.extend(sub.failures)
 
@@ -101,9 +102,7 @@ class CommitteeService:
             if family == "stt":
                 if not audios:
                     raise InvalidRequest("no audio to transcribe")
-                outs = [await call(deadline, "transcribe",
-                                   lambda _n, d, a=a: TranscribeCall(ctx.request_id, a.pcm_bytes(), d.remaining()))
-                        for a in audios]
+                outs = [await self._heard(call, deadline, chain, a, ctx) for a in audios]
                 return outs[0][0], "\n\n".join(o["text"] for _, o in outs)
             if family == "search":
                 model, out = await call(deadline, "search",
@@ -114,6 +113,26 @@ class CommitteeService:
             return model, out["choices"][0]["message"]["content"] or ""
 
         return Member(name, run)
+
+    async def _heard(self, call, deadline: Deadline, chain: list[str], audio: DecodedAudio,
+                     ctx: RequestContext) -> tuple[str, dict[str, Any]]:
+        """One transcript. An untrusted one (under stt.min_confidence) is checked by asking the
+        chain's next STT model too, with the time left; the more confident transcript is kept."""
+        def payload(_n, d):
+            return TranscribeCall(ctx.request_id, audio.pcm_bytes(), d.remaining())
+
+        model, out = await call(deadline, "transcribe", payload)
+        if not self._audio.distrust(out, ctx):
+            return model, out
+        others = [m for m in chain if m != model]
+        if not others or deadline.remaining() <= 0:
+            return model, out
+        try:
+            second_model, second = await call(deadline, "transcribe", payload, others)
+        except (ServiceUnavailable, DeadlineExceeded):
+            return model, out
+        self._audio.distrust(second, ctx)
+        return (second_model, second) if second.get("confidence", 0) > out.get("confidence", 0) else (model, out)
 
     # ---- the whole committee --------------------------------------------------------------
 
@@ -136,6 +155,7 @@ class CommitteeService:
             elif r.status == "timeout":
                 ctx.failures.append(Failure(r.name, DeadlineExceeded(f"{r.name}: no answer before the deadline")))
         report: dict[str, Any] = {"members": [r.as_dict() for r in results], "members_wall_ms": members_wall_ms}
+        ctx.committee = {"members": [{"member": r.name, "status": r.status} for r in results]}
         readings = [r for r in results if r.status == "ok" and r.model in self.vision_models()]
         if len(readings) >= 2:
             report["agreement"] = agreement(readings[0].output, readings[1].output)
@@ -175,7 +195,7 @@ class CommitteeService:
 
     def _vision_member(self, model: str, image: bytes, ctx: RequestContext) -> Member:
         async def run(deadline: Deadline) -> tuple[str, str]:
-            sub = RequestContext(ctx.request_id, deadline)
+            sub = ctx.child(deadline)
             name, out = await deadline.run(_skipped_if_open(self._roster.call(
                 "vision", [model], "read", lambda _n, d: VisionCall(ctx.request_id, image, d.remaining()), sub)))
             return name, out["text"]

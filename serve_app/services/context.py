@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from graphs.deadline import Deadline
 from graphs.failover import Failure
+from graphs.faults import RequestFacts
 
 
 @dataclass
@@ -18,10 +20,33 @@ class RequestContext:
     reasons: list[str] = field(default_factory=list)  # other reasons the answer is degraded (router fallback)
     intent: str | None = None
     agreement: float | None = None  # two OCR engines on the same image: 1 - CER
+    facts: RequestFacts = field(default_factory=RequestFacts)  # what conditional faults (and the log) see
+    # For the request log: every call made (model, attempt, latency, status, ...), the route, and
+    # what was learnt about the input.
+    calls: list[dict] = field(default_factory=list)
+    route: dict | None = None
+    error_code: str | None = None  # an error after the answer began (a stream that broke)
+    stt_confidence: float | None = None
+    untrusted: bool = False  # a transcript under stt.min_confidence
+    attachments: dict | None = None
+    embedding: Any = None  # the classified text's sentence embedding (numpy), for the choice heads
+    choices: list[dict] = field(default_factory=list)  # chains the choice heads ordered (for the log)
+    committee: dict | None = None  # the committee's members and how each ended, when one answered
 
     @property
     def degraded(self) -> bool:
         return bool(self.failures or self.notes or self.reasons)
+
+    def learn(self, **known) -> None:
+        """Add to the request's facts (intent, text, input_chars, ...): see graphs.faults.RequestFacts."""
+        self.facts = replace(self.facts, **known)
+
+    def child(self, deadline: Deadline) -> "RequestContext":
+        """A context for one part of the request (a committee member) with its own deadline and its
+        own answers and failures; its calls still go to the request's log line."""
+        sub = RequestContext(self.request_id, deadline)
+        sub.calls, sub.facts, sub.embedding, sub.choices = self.calls, self.facts, self.embedding, self.choices
+        return sub
 
     def used(self, model: str, failures: list[Failure] = ()) -> None:
         if model not in self.models:
@@ -34,6 +59,8 @@ class RequestContext:
                "x-switchboard-degraded": "true" if self.degraded else "false"}
         if self.intent:
             out["x-switchboard-intent"] = self.intent
+        if self.untrusted:
+            out["x-switchboard-untrusted"] = "true"
         if self.failures:
             out["x-switchboard-failed"] = ",".join(dict.fromkeys(f.model for f in self.failures))
         return out

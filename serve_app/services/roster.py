@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import Any, AsyncIterator, Callable
 
 from graphs.blame import Attempt, Blame, blame, too_long
 from graphs.breaker import BreakerPolicy, BreakerState, CircuitBreaker, CircuitOpen
 from graphs.deadline import Deadline
 from graphs.failover import ChainExhausted, ChainResult, RetryPolicy, TimePolicy, first_answer, settle
-from graphs.faults import Fault, FaultBook, InjectedFault
+from graphs.faults import Fault, FaultBook, InjectedFault, RequestFacts
 from graphs.validators import EmptyReading, corrupt, structured, validate
 from vocabulary.chat_chunks import assemble, until_progress
 from serve_app.model_client import ModelClient, ModelStream
+from serve_app.request_log.record import short_error
 from serve_app.services.context import RequestContext
 from vocabulary.capabilities import NEED_PARAMS
 from vocabulary.config import Family, ModelSpec, SwitchboardConfig
@@ -37,6 +39,26 @@ PROMPT_CHARS_PER_S = 500
 def _prompt_chars(call: Any) -> int:
     return sum(len(m.get("content") or "") for m in getattr(call, "messages", ())
                if isinstance(m.get("content"), str))
+
+
+def call_entry(model: str, attempt: int, breaker_state: str | None) -> dict[str, Any]:
+    """One call of the request log's `calls`, before it is made."""
+    return {"model": model, "attempt": attempt, "latency_ms": 0.0, "status": None, "error": None, "blame": None,
+            "breaker_state": breaker_state, "tokens_in": None, "tokens_out": None, "output_length": None}
+
+
+def output_facts(value: Any) -> dict[str, Any]:
+    """Sizes of an answer, for the log: tokens when the model counted them, and the text's length."""
+    if isinstance(value, OpenChat):  # a stream: its sizes are known when it ends (ChatService adds them)
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    usage = value.get("usage") or {}
+    text = value.get("text")
+    if text is None and isinstance(value.get("choices"), list) and value["choices"]:
+        text = (value["choices"][0].get("message") or {}).get("content")
+    return {"tokens_in": usage.get("prompt_tokens"), "tokens_out": usage.get("completion_tokens"),
+            "output_length": len(text) if isinstance(text, str) else None}
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -63,11 +85,17 @@ class Roster:
         self.faults = FaultBook({name: Fault(**f.model_dump()) for name, f in config.faults.items()})
         self.caps = {name: spec.caps() for name, spec in self.specs.items()}
         self.windows = {name: caps.context_window for name, caps in self.caps.items()}
+        self.order_chain: Callable[[Family, list[str], RequestContext], list[str]] | None = None
 
-    def chain(self, family: Family, requested: str | None = None, *, param: str = "model") -> list[str]:
-        """The failover chain of `family`'s route; a model the client named goes first."""
+    def chain(self, family: Family, requested: str | None = None, *, param: str = "model",
+              ctx: RequestContext | None = None) -> list[str]:
+        """The failover chain of `family`'s route; a model the client named goes first. The route's
+        own chain (nobody named a model) is ordered for the request by `order_chain` when set (the
+        model-choice heads), given the request's context."""
         members, _ = self.config.chain(FAMILY_ROUTE[family])
         if requested is None or requested == "auto" or OPENAI_MODEL_FAMILIES.get(requested) == family:
+            if ctx is not None and self.order_chain is not None and len(members) > 1:
+                return self.order_chain(family, members, ctx)
             return members
         spec = self.specs.get(requested)
         if spec is None:
@@ -103,10 +131,44 @@ class Roster:
 
     async def walk(self, models: list[str], attempt: Callable[[str, Attempt], Any], ctx: RequestContext, *,
                    tail: int = 0, keep_permit: bool = False) -> ChainResult:
-        """`first_answer` over the roster's breakers, retries and time policy."""
-        return await first_answer(models, attempt, ctx.deadline, tail=tail, is_retryable=is_retryable,
-                                  breakers=self.breakers, retry=self.retry, timing=self.timing,
-                                  stall_s=self.stall_s, keep_permit=keep_permit)
+        """`first_answer` over the roster's breakers, retries and time policy. Every call it makes,
+        and every model it skips (breaker open), is recorded in `ctx.calls` for the request log."""
+        tries: dict[str, int] = {}
+
+        async def recorded(name: str, given: Attempt):
+            tries[name] = tries.get(name, 0) + 1
+            breaker = self.breakers.get(name)
+            entry = call_entry(name, tries[name], breaker.state.value if breaker is not None else None)
+            started = time.perf_counter()
+            try:
+                value = await attempt(name, given)
+            except asyncio.CancelledError:
+                entry.update(status="cancelled", blame=Blame.NONE.value)
+                raise
+            except Exception as exc:
+                entry.update(status="error", error=short_error(exc), blame=blame(exc, given).value)
+                raise
+            else:
+                entry.update(status="ok", **output_facts(value))
+            finally:
+                entry["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+                ctx.calls.append(entry)
+            return value
+
+        failures: list = []
+        try:
+            result = await first_answer(models, recorded, ctx.deadline, tail=tail, is_retryable=is_retryable,
+                                        breakers=self.breakers, retry=self.retry, timing=self.timing,
+                                        stall_s=self.stall_s, keep_permit=keep_permit)
+            failures = result.failures
+            return result
+        except ChainExhausted as exc:
+            failures = exc.failures
+            raise
+        finally:
+            ctx.calls.extend({**call_entry(f.model, 0, BreakerState.OPEN.value), "status": "skipped",
+                              "error": short_error(f.error), "blame": Blame.NONE.value}
+                             for f in failures if f.skipped)
 
     async def call(self, family: Family, models: list[str], method: str,
                    make_payload: Callable[[str, Deadline], Any], ctx: RequestContext, *, tail: int = 0
@@ -120,12 +182,12 @@ class Roster:
 
         async def attempt(name: str, given: Attempt):
             if family == "llm":
-                return await self._chat_attempt(name, make_payload, given)
+                return await self._chat_attempt(name, make_payload, given, ctx.facts)
             budget = Deadline(min(given.share.remaining(), given.stall_s))
             client = self.clients[name]
             result = await given.first(self.faults.around(
                 name, lambda: client.call(method, make_payload(name, budget)),
-                lambda out, how: corrupt(family, out, how)))
+                lambda out, how: corrupt(family, out, how), ctx.facts))
             result = validate(family, name, result)
             if family == "vision" and not result["text"].strip() and name != models[-1]:
                 empty.append((name, result))
@@ -143,13 +205,14 @@ class Roster:
         ctx.used(result.model, result.failures)
         return result.model, result.value
 
-    async def open_chat(self, name: str, call: Any, given: Attempt) -> "OpenChat":
+    async def open_chat(self, name: str, call: Any, given: Attempt,
+                        facts: RequestFacts | None = None) -> "OpenChat":
         """Start a chat stream and read it up to its first sign of progress, within the share. Before
         the first token the engine reads the prompt: a long prompt is slow, not hung, so the stall
-        limit for the first token grows with it."""
-        await given.first(self.faults.before(name))
+        limit for the first token grows with it. `facts` decide whether a conditional fault fires."""
+        await given.first(self.faults.before(name, facts))
         stream = await self.clients[name].stream("chat_stream", call)
-        chunks = self.faults.stream(name, stream)
+        chunks = self.faults.stream(name, stream, facts)
         reading = dataclasses.replace(given, stall_s=given.stall_s + _prompt_chars(call) / PROMPT_CHARS_PER_S)
         try:
             first = await reading.first(until_progress(chunks))
@@ -159,11 +222,11 @@ class Roster:
         return OpenChat(name, stream, chunks, first, given)
 
     async def _chat_attempt(self, name: str, make_payload: Callable[[str, Deadline], Any],
-                            given: Attempt) -> dict[str, Any]:
+                            given: Attempt, facts: RequestFacts | None = None) -> dict[str, Any]:
         """A whole chat answer, streamed: the share bounds the first token; after it, only a stall
         or the request's own deadline cut a model that keeps producing tokens."""
         call = make_payload(name, given.request)
-        opened = await self.open_chat(name, call, given)
+        opened = await self.open_chat(name, call, given, facts)
         read = list(opened.first)
         try:
             async for chunk in opened.rest():
@@ -171,7 +234,7 @@ class Roster:
         finally:
             opened.stream.cancel()
         result = assemble(read, name)
-        fault = self.faults.get(name)
+        fault = self.faults.get(name, facts)
         if fault is not None and fault.corrupt:
             result = corrupt("llm", result, fault.corrupt)
         result = validate("llm", name, result)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any
 
+from graphs.chain_order import order
 from graphs.deadline import Deadline
 from graphs.routing import RequestFeatures, RouteDecision, decide, one_hot
 from serve_app.model_client import ModelClient
@@ -16,6 +18,7 @@ from serve_app.services.roster import Roster
 from vocabulary.calls import EmbedCall
 from vocabulary.router_config import RouterSpec
 from vocabulary.errors import DeadlineExceeded
+from vocabulary.paths import project_path
 from vocabulary.routes import OPENAI_MODEL_FAMILIES
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
@@ -29,6 +32,8 @@ class RouterService:
         self._roster = roster
         self._local = None
         self._client = ModelClient("router", handle) if handle is not None else None
+        self._choice = None  # the model-choice heads of the published router version
+        self._rng = random.Random()
 
     async def start(self) -> None:
         if self._client is None:
@@ -36,13 +41,44 @@ class RouterService:
 
             self._local = make_classifier(self._spec)
             await self._local.start()
+        classifier = self._spec.classifier
+        if self._spec.choice.enabled and classifier.kind == "embedding":
+            from intent_router.choice_head import LatestChoiceHeads
+
+            self._choice = LatestChoiceHeads(project_path(classifier.artifact_dir), min_rows=self._spec.choice.min_rows,
+                                             reload_check_s=classifier.reload_check_s)
+            self._roster.order_chain = self.order_chain
+
+    def order_chain(self, family: str, chain: list[str], ctx: RequestContext) -> list[str]:
+        """The chain in the order the model-choice heads predict answers best for this request (the
+        config order as the prior, with bounded exploration); as configured without a head."""
+        heads = self._choice.current() if self._choice is not None else None
+        if heads is None:
+            return chain
+        from intent_router.choice_head import ChoiceFeatures
+
+        facts = ctx.facts
+        features = ChoiceFeatures(ctx.embedding, len(facts.text), "image" in facts.attachments,
+                                  "audio" in facts.attachments, facts.image_rotation, facts.image_contrast,
+                                  facts.audio_seconds)
+        scores = heads.scores(family, chain, features)
+        if scores is None:
+            return chain
+        choice = self._spec.choice
+        ranked = order(chain, scores, prior_weight=choice.prior_weight, exploration=0.0, rng=self._rng)
+        ordered = order(chain, scores, prior_weight=choice.prior_weight, exploration=choice.exploration,
+                        rng=self._rng)
+        ctx.choices.append({"family": family, "head_version": heads.version, "scores": scores, "order": ordered,
+                            "explored": ordered != ranked})
+        return ordered
 
     async def classify(self, text: str, deadline: Deadline) -> dict[str, Any]:
         await deadline.run(self._roster.faults.before(ROUTER), cap_s=CLASSIFY_BUDGET_S)
         if self._local is not None:
             from intent_router.classifier import as_dict
 
-            return as_dict(await deadline.run(self._local.classify(text), cap_s=CLASSIFY_BUDGET_S))
+            result = await deadline.run(self._local.classify(text), cap_s=CLASSIFY_BUDGET_S)
+            return {**as_dict(result), "embedding": getattr(result, "embedding", None)}
         return await self._client.call("classify", text, deadline)
 
     @property
@@ -82,9 +118,14 @@ class RouterService:
     async def decide(self, body: ChatCompletionRequest, ctx: RequestContext) -> RouteDecision:
         """The route. A router that fails, times out or has a fault injected sends the request to
         text (the LLM answers), degraded, with the reason; only the request's own deadline is a 504."""
+        async def classify(text: str) -> dict[str, Any]:
+            result = await self.classify(text, ctx.deadline)
+            ctx.embedding = result.pop("embedding", None)  # for the choice heads; never sent anywhere
+            return result
+
         try:
-            return await decide(self.features(body), lambda text: self.classify(text, ctx.deadline),
-                                min_confidence=self._spec.min_confidence, max_chars=self._spec.max_chars)
+            return await decide(self.features(body), classify, min_confidence=self._spec.min_confidence,
+                                max_chars=self._spec.max_chars)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -15,7 +15,7 @@ class SearchService:
 
     async def search(self, query: str, max_results: int, ctx: RequestContext, *,
                      model: str | None = None, tail: int = 0) -> dict[str, Any]:
-        chain = self._roster.chain("search", model)
+        chain = self._roster.chain("search", model, ctx=ctx)
         name, result = await self._roster.call(
             "search", chain, "search", lambda _, d: SearchCall(ctx.request_id, query, d.remaining(), max_results),
             ctx, tail=tail)

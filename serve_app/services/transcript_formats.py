@@ -36,6 +36,6 @@ def render(result: dict[str, Any], fmt: str, headers: dict[str, str]) -> Respons
         body = {"task": result.get("task", "transcribe"), "language": result["language"],
                 "language_probability": result.get("language_probability"), "duration": result["duration"],
                 "text": result["text"], "segments": result["segments"], "confidence": result["confidence"],
-                "model": result["model"]}
+                "untrusted": result.get("untrusted", False), "model": result["model"]}
         return JSONResponse(body, headers=headers)
     return JSONResponse({"text": result["text"]}, headers=headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from serve_app.media.fetch import FetchPolicy, fetch_image
-from serve_app.media.image import check_image, parse_data_url
+from serve_app.media.image import ImageInfo, inspect_image, parse_data_url
 from serve_app.media.pool import MediaPool
 from serve_app.services.context import RequestContext
 from serve_app.services.roster import Roster
@@ -28,16 +28,20 @@ class VisionService:
             data = await self._pool.run(parse_data_url, url, param=param)  # megabytes of base64
         else:
             data = await fetch_image(url, self._policy, param=param, budget_s=ctx.deadline.remaining())
-        await self.check(data, param=param)
+        await self.check(data, param=param, ctx=ctx)
         return data
 
-    async def check(self, data: bytes, *, param: str) -> None:
-        """Format, pixel count and a full decode (up to 40 MP), on the media pool: off the event loop."""
-        await self._pool.run(check_image, data, max_pixels=self._max_pixels, param=param)
+    async def check(self, data: bytes, *, param: str, ctx: RequestContext | None = None) -> ImageInfo:
+        """Format, pixel count and a full decode (up to 40 MP), on the media pool: off the event loop.
+        The same decode measures the text's skew and the contrast, which the request's facts keep."""
+        info = await self._pool.run(inspect_image, data, max_pixels=self._max_pixels, param=param)
+        if ctx is not None:
+            ctx.facts = ctx.facts.with_image(info.width, info.height, info.rotation, info.contrast)
+        return info
 
     async def read(self, image: bytes, ctx: RequestContext, *, model: str | None = None,
                    prompt: str | None = None, tail: int = 0) -> dict[str, Any]:
-        chain = self._roster.chain("vision", model)
+        chain = self._roster.chain("vision", model, ctx=ctx)
         name, result = await self._roster.call(
             "vision", chain, "read", lambda _, d: VisionCall(ctx.request_id, image, d.remaining(), prompt), ctx,
             tail=tail)

@@ -54,8 +54,9 @@ OPENAI_TO_KOKORO = {"alloy": "af_alloy", "nova": "af_nova", "echo": "am_echo", "
 LLAMA_WINDOW, HF_WINDOW = 2048, 4096  # context windows of smollm2 (llama.cpp) and smollm2-hf (transformers)
 
 
-def roster_config(upstream_url: str, router_dir: str) -> dict:
+def roster_config(upstream_url: str, router_dir: str, log_dir: str = "logs/requests") -> dict:
     return {
+        "request_log": {"dir": log_dir},
         "router": {"classifier": {"kind": "embedding", "artifact_dir": router_dir, "reload_check_s": 0.5},
                    "placement": "ingress", "min_confidence": 0.5},
         "ingress": {"resources": {"num_cpus": 0.1}},
@@ -133,7 +134,9 @@ def ray_serve():
     from ray import serve
 
     os.environ["SWITCHBOARD_ADMIN_TOKEN"] = ADMIN_TOKEN
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+    # A known metrics export port: the node's metrics agent serves Prometheus text there (the
+    # dashboard is not needed), which tests/integration/test_metrics_export.py scrapes.
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _metrics_export_port=free_port(),
              runtime_env={"env_vars": {k: v for k, v in os.environ.items()
                                        if k.startswith(("RAY_SERVE_", "HF_", "ORT_", "TRANSFORMERS_", "SWITCHBOARD_"))}})
     port = free_port()
@@ -146,6 +149,14 @@ def ray_serve():
 
 
 @pytest.fixture(scope="session")
+def metrics_url(ray_serve) -> str:
+    """The Prometheus endpoint of the test cluster's one node (Ray's metrics export)."""
+    import ray
+
+    return f"http://127.0.0.1:{ray.nodes()[0]['MetricsExportPort']}/metrics"
+
+
+@pytest.fixture(scope="session")
 def router_dir(tmp_path_factory):
     """A copy of the shipped router heads, so tests can train new ones without touching the repo."""
     target = tmp_path_factory.mktemp("router") / "heads"
@@ -154,12 +165,18 @@ def router_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def switchboard(ray_serve, llama_server, router_dir):
+def request_log_dir(tmp_path_factory):
+    """Where the test app's request log (and feedback) goes."""
+    return tmp_path_factory.mktemp("request-log")
+
+
+@pytest.fixture(scope="session")
+def switchboard(ray_serve, llama_server, router_dir, request_log_dir):
     """The real Switchboard app: base URL of a healthy service."""
     from ray import serve
 
     from serve_app.builder import build_app
 
-    serve.run(build_app(roster_config(llama_server, str(router_dir))), name="switchboard", route_prefix="/")
+    serve.run(build_app(roster_config(llama_server, str(router_dir), str(request_log_dir))), name="switchboard", route_prefix="/")
     wait_until(lambda: httpx.get(f"{ray_serve}/api/health/live", timeout=5).status_code == 200, 60, "switchboard")
     return ray_serve
