@@ -5,27 +5,24 @@ Routes parse HTTP and hand over to the services (serve_app/services), which hold
 
 import asyncio
 import base64
-import contextlib
 import hmac
 import logging
 import os
 import time
 from datetime import datetime, timezone
 from functools import partial
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 
-from graphs.blame import Blame, blame
 from graphs.deadline import Deadline
-from graphs.failover import settle
 from graphs.faults import Fault
 from graphs.health import HealthMonitor, with_deployment_reasons
 from serve_app import http_errors, sse
-from serve_app.stream_state import StreamState
+from serve_app.chat_relay import relay
 from serve_app.llm_server_client import model_client
 from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
@@ -64,13 +61,10 @@ from serve_app.services.search import SearchService
 from serve_app.services.vision import VisionService
 from vocabulary.config import SwitchboardConfig
 from vocabulary.errors import (
-    DeadlineExceeded,
     InvalidRequest,
-    ModelError,
     ModelNotFound,
     NotFound,
     ServiceUnavailable,
-    SwitchboardError,
     Unauthorized,
 )
 from vocabulary.resilience_config import FaultSpec
@@ -114,20 +108,6 @@ app.add_middleware(RequestLogMiddleware, log=lambda: app.state.request_log,
 # Outermost, so a 413 is logged with the id too. Serve's proxies return x-request-id themselves.
 app.add_middleware(RequestIdMiddleware, echo=False, fallback=serve_request_id)
 http_errors.install(app)
-
-
-def stream_ended(ctx: RequestContext, model: str, state: StreamState, choice: int, who: Blame) -> None:
-    """The request log's entry of the call that streamed: its sizes, and how it ended."""
-    entry = next((c for c in reversed(ctx.calls) if c["model"] == model and c["status"] == "ok"), None)
-    if entry is None:
-        return
-    usage = state.choice_usage(choice)
-    entry.update(tokens_in=usage.get("prompt_tokens"), tokens_out=usage.get("completion_tokens"),
-                 output_length=state.chars.get(choice, 0))
-    if state.outcome == "error":
-        entry.update(status="error", error=f"broke mid-stream ({ctx.error_code})", blame=who.value)
-    elif state.outcome == "client_gone":
-        entry.update(status="cancelled", blame=Blame.NONE.value)
 
 
 def replica_name() -> str:
@@ -200,7 +180,7 @@ class SwitchboardIngress:
         headers = self._ignored(body, ctx)
         if body.stream:
             opened, chain = await self._chat.open_stream(body, prepared, ctx)
-            return StreamingResponse(self._relay(body, prepared, opened, chain, ctx),
+            return StreamingResponse(relay(self._chat, body, prepared, opened, chain, ctx),
                                      media_type="text/event-stream", headers={**ctx.headers(), **headers})
         result = await self._chat.complete(body, prepared, ctx)
         result["switchboard"] = {**ctx.summary(), "route": prepared.decision.as_dict(),
@@ -499,74 +479,6 @@ class SwitchboardIngress:
         headers = {**ctx.headers(), "x-switchboard-voice": speech.voice,
                    "x-switchboard-sample-rate": str(speech.sample_rate)}
         return Response(audio, media_type=mime, headers=headers)
-
-    async def _relay(self, body: ChatCompletionRequest, prepared, opened, chain, ctx: RequestContext
-                     ) -> AsyncIterator[str]:
-        """Relay the stream of each choice (n>1: one after another, each through the chain), then
-        the usage chunk when `stream_options.include_usage` asked for it, then [DONE]."""
-        first = opened.first[0] if opened.first else {}
-        state = StreamState(first.get("id", f"chatcmpl-{ctx.request_id}"), first.get("created", int(time.time())))
-        for choice in range(body.n or 1):
-            if choice:
-                try:
-                    opened, chain = await self._chat.open_stream(body, prepared, ctx, choice)
-                except SwitchboardError as err:
-                    ctx.error_code = err.code
-                    for line in sse.error_events(err, chunk_id=state.id, model=state.model, created=state.created):
-                        yield line
-                    return
-            # closed at once when the client leaves: the permit is settled and the model stops now
-            async with contextlib.aclosing(self._relay_choice(opened, chain, ctx, state, choice)) as lines:
-                async for line in lines:
-                    yield line
-            if state.outcome != "ok":
-                return
-        if body.stream_options and body.stream_options.include_usage:
-            yield sse.event({"id": state.id, "object": "chat.completion.chunk", "created": state.created,
-                             "model": state.model, "choices": [], "usage": state.usage()})
-        yield sse.DONE
-
-    async def _relay_choice(self, opened, chain, ctx: RequestContext, state: "StreamState",
-                            choice: int) -> AsyncIterator[str]:
-        """Relay one opened stream. Its breaker permit is settled once, by how it ended: the end of
-        the stream is a success; a failure after the first token is the model's when it is its own
-        (an error, a stall), and says nothing about it when the client left or its deadline passed.
-        Usage is kept for the final chunk, never sent on the way."""
-        model = opened.model
-        state.model = model
-        state.outcome, who = "client_gone", Blame.NONE
-        try:
-            for chunk in opened.first:
-                if state.relabel(chunk, model, choice):
-                    yield sse.event(chunk)
-            async for chunk in opened.rest():
-                if state.relabel(chunk, model, choice):
-                    yield sse.event(chunk)
-            state.outcome = "ok"
-        except Exception as exc:  # the stream broke after its first token: say so, never end as if complete
-            state.outcome, who = "error", blame(exc, opened.attempt)
-            if who is Blame.DEADLINE:
-                err = DeadlineExceeded(f"the request's deadline passed while {model} was streaming")
-            elif isinstance(exc, SwitchboardError):
-                err = exc
-            else:
-                err = ModelError(f"model {model} failed mid-stream: "
-                                 f"{getattr(exc, 'message', None) or type(exc).__name__}")
-            logger.error("stream broke after first token", extra={
-                "request_id": ctx.request_id, "model": model, "code": err.code, "reason": err.message,
-                "blame": who.value})
-            ctx.error_code = err.code
-            stream_ended(ctx, model, state, choice, who)  # before [DONE], when the log line is made
-            for line in sse.error_events(err, chunk_id=state.id, model=model, created=state.created):
-                yield line
-        finally:
-            opened.cancel()
-            if state.outcome != "error":
-                stream_ended(ctx, model, state, choice, who)
-            if state.outcome == "ok" and chain.breaker is not None:
-                chain.breaker.record_success(chain.permit)
-            elif state.outcome != "ok":
-                settle(chain.breaker, chain.permit, who)
 
 
 __all__ = ["SwitchboardIngress", "app"]

@@ -86,8 +86,8 @@ class RequestLogMiddleware:
             raise
         finally:
             if written is None:
-                if record.status is not None and not record.client_gone and record.stream:
-                    record.client_gone = True  # a stream that never reached its end
+                if not record.client_gone and (record.status is None or record.stream):
+                    record.client_gone = True  # no answer at all (the body never came), or a stream cut short
                 finish()  # on the writer thread: written even when this task is being cancelled
 
 
