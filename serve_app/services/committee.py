@@ -209,7 +209,8 @@ class CommitteeService:
                     {"role": "user", "content": _user_text(body) or "(no text)"}]
         cap = self._roster.config.limits.max_output_tokens
         try:
-            _, result = await self._roster.call("llm", self._roster.chain("llm"), "chat", lambda _n, d: ChatCall(
+            chain = self._roster.chain("llm", ctx=ctx)  # ordered for this request by the choice heads
+            _, result = await self._roster.call("llm", chain, "chat", lambda _n, d: ChatCall(
                 ctx.request_id, messages, d.remaining(), max_tokens=min(body.token_limit(), cap)
                 if body.token_limit() else None, max_tokens_cap=cap, temperature=body.temperature, seed=body.seed), ctx)
         except (ServiceUnavailable, DeadlineExceeded):

@@ -51,10 +51,15 @@ class RouterService:
 
     def order_chain(self, family: str, chain: list[str], ctx: RequestContext) -> list[str]:
         """The chain in the order the model-choice heads predict answers best for this request (the
-        config order as the prior, with bounded exploration); as configured without a head."""
+        config order as the prior, with bounded exploration); as configured without a head. One
+        ordering per request and chain: a chain asked for again (a committee's member and its final
+        turn) gets the same order, so exploration stays one draw per request."""
         heads = self._choice.current() if self._choice is not None else None
         if heads is None:
             return chain
+        for made in ctx.choices:
+            if made["family"] == family and sorted(made["order"]) == sorted(chain):
+                return list(made["order"])
         from intent_router.choice_head import ChoiceFeatures
 
         facts = ctx.facts
