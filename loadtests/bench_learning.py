@@ -207,7 +207,7 @@ def run_variant(name: str) -> dict:
     out: dict = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "breaker": breaker,
                  "fault_latency_ms": fault_latency_ms, "training_rounds": rounds}
     try:
-        out["start_s"] = round(run.start(), 1)
+        out["start_s"] = round(run.start(timeout_s=600), 1)
         with httpx.Client(base_url=run.url, timeout=60) as client:  # warm both engines' first call
             for model in ("smollm2", "smollm2-hf"):
                 client.post("/v1/chat/completions", json={"model": model, "max_tokens": 1, "messages": [
@@ -308,21 +308,20 @@ def main() -> None:
         t = time.monotonic()
         runs[name] = run_variant(name)
         runs[name]["wall_s"] = round(time.monotonic() - t, 1)
-    runs = {name: runs[name] for name in VARIANTS if name in runs}
-    result = {
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
-                   f"{platform.release()}, Python {platform.python_version()}; CPU roster (cluster/local.yaml), "
-                   "Serve high-throughput mode, requests one at a time",
-        "config": {"faulted_model": FAULTED, "chain": ["smollm2", "smollm2-hf"],
-                   "faults": json.loads((CAMPAIGNS / "text_topic_faults.json").read_text()),
-                   "choice": choice.model_dump(), "max_tokens": 16,
-                   "requests": {"text_topic.jsonl": 64, "text_topic_heldout.jsonl": 24}},
-        "wall_s": round(time.monotonic() - started, 1), "variants_run": variants,
-        "headline": {name: headline(v) for name, v in runs.items()},
-        "runs": runs,
-    }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        result = {  # written after each variant: a later one that fails keeps the earlier ones
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": f"{cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
+                       f"{platform.release()}, Python {platform.python_version()}; CPU roster (cluster/local.yaml), "
+                       "Serve high-throughput mode, requests one at a time",
+            "config": {"faulted_model": FAULTED, "chain": ["smollm2", "smollm2-hf"],
+                       "faults": json.loads((CAMPAIGNS / "text_topic_faults.json").read_text()),
+                       "choice": choice.model_dump(), "max_tokens": 16,
+                       "requests": {"text_topic.jsonl": 64, "text_topic_heldout.jsonl": 24}},
+            "wall_s": round(time.monotonic() - started, 1), "variants_run": variants,
+            "headline": {k: headline(runs[k]) for k in VARIANTS if k in runs},
+            "runs": {k: runs[k] for k in VARIANTS if k in runs},
+        }
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     for name, h in result["headline"].items():
         f, p = h["topic_failovers_per_100"], h["topic_p50_ms"]
         print(f"[{name}] topic: failovers/100 {f['before']} -> {f['after']} ({h['topic_failovers_reduction_x']}x; "

@@ -28,7 +28,8 @@ def test_health_names_the_reason_a_deployment_failed_to_start(ray_serve):
 
         def health():
             r = httpx.get(f"{ray_serve}/ghosts/api/health", timeout=30)
-            return r.json() if r.headers.get("content-type", "").startswith("application/json") else None
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
+            return body if body and "models" in body else None  # not an error body from a replica still starting
 
         report = wait_until(health, 60, "the failed application's ingress answers /api/health")
         ghost = report["models"]["ghost"]
