@@ -51,8 +51,12 @@ def test_image_and_audio_are_answered_by_the_committee(http):
     assert words(by["stt"]["output"]) == words(sentence)
     assert "Invoice number 4471" in committee["merged"] and "north entrance" in committee["merged"].lower()
     assert isinstance(r.json()["choices"][0]["message"]["content"], str)  # the LLM's final turn (any wording)
+    # whisper-base hears it; a transcript it is unsure of (under stt.min_confidence, which depends on
+    # the CPU's kernels) is checked by whisper-tiny, and the more confident transcript is kept
+    heard_by = by["stt"]["model"]
+    assert heard_by == "whisper-base" or (heard_by == "whisper-tiny" and r.headers["x-switchboard-untrusted"] == "true")
     models = r.headers["x-switchboard-models"].split(",")
-    assert {"rapidocr", "tesseract", "whisper-base", "smollm2"} <= set(models) and models[-1] == "smollm2"
+    assert {"rapidocr", "tesseract", heard_by, "smollm2"} <= set(models) and models[-1] == "smollm2"
 
 
 def test_members_run_at_the_same_time(http):
