@@ -10,6 +10,9 @@ breaker stays closed and time is left (tenacity).
 Every failure is blamed once (graphs/blame.py): only the model's own failures count on its
 breaker; a client error stops the walk (the next model would refuse the same input); the
 request's own deadline stops it too; a platform limit or a bug of ours moves on without counting.
+A model the caller says is `doubted` for this request (the choice heads predicted it fails, or
+exploration put it first) is tried once, without retries, and its failure is not counted either: a
+predicted failure on one kind of request is no news that the model is down for everyone.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Generic, Mapping, Sequence, TypeVar
+from typing import Awaitable, Callable, Collection, Generic, Mapping, Sequence, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
@@ -96,6 +99,7 @@ async def first_answer(
     timing: TimePolicy = TimePolicy(),
     stall_s: Mapping[str, float] | None = None,  # per-model stall limits over timing.stall_s
     keep_permit: bool = False,  # leave the answering call's outcome to the caller (streams)
+    doubted: Collection[str] = (),  # models predicted to fail this request: no retries, failures not counted
 ) -> ChainResult[T]:
     breakers = breakers or {}
     failures: list[Failure] = []
@@ -114,7 +118,9 @@ async def first_answer(
         share = Deadline(max(0.0, deadline.remaining() - timing.reserve(deadline, tail)) / live)
         this = Attempt(share, deadline, (stall_s or {}).get(name, timing.stall_s))
         try:
-            value, permit = await _with_retries(name, attempt, this, breaker, permit, retry, is_retryable)
+            value, permit = await _with_retries(name, attempt, this, breaker, permit,
+                                                RetryPolicy(retries=0) if name in doubted else retry, is_retryable,
+                                                counted=name not in doubted)
         except asyncio.CancelledError:
             raise
         except CircuitOpen as exc:  # a retry found the breaker opened meanwhile
@@ -141,18 +147,19 @@ def _may_call(breaker: CircuitBreaker | None) -> bool:
     return breaker is None or breaker.state is not BreakerState.OPEN
 
 
-def settle(breaker: CircuitBreaker | None, permit: Permit | None, who: Blame) -> None:
-    """Tell the breaker how a call it admitted ended: only the model's own failure counts."""
+def settle(breaker: CircuitBreaker | None, permit: Permit | None, who: Blame, *, counted: bool = True) -> None:
+    """Tell the breaker how a call it admitted ended: only the model's own failure counts, and not
+    when it was predicted (`counted` False: the model was doubted for this request)."""
     if breaker is None or permit is None:
         return
-    if who is Blame.MODEL:
+    if who is Blame.MODEL and counted:
         breaker.record_failure(permit)
     else:
         breaker.release(permit)
 
 
 async def _with_retries(name, attempt, this: Attempt, breaker: CircuitBreaker | None, permit: Permit | None,
-                        policy: RetryPolicy, is_retryable) -> tuple[object, Permit | None]:
+                        policy: RetryPolicy, is_retryable, *, counted: bool = True) -> tuple[object, Permit | None]:
     """One model, with retries of its retryable failures; every try holds its own permit and
     settles it, except the one that answers (the caller settles that)."""
     held = [permit]
@@ -172,6 +179,6 @@ async def _with_retries(name, attempt, this: Attempt, breaker: CircuitBreaker | 
                 return await attempt(name, this), held[0]
             except BaseException as exc:
                 who = Blame.NONE if isinstance(exc, (asyncio.CancelledError, CircuitOpen)) else blame(exc, this)
-                settle(breaker, held[0], who)
+                settle(breaker, held[0], who, counted=counted)
                 raise
     raise AssertionError("unreachable: tenacity reraises the last failure")

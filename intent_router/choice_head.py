@@ -5,7 +5,10 @@ run with numpy (trained with scikit-learn in intent_router/choice_training.py), 
 the choice heads together, and LATEST switches both.
 
 Features: the request text's sentence embedding (all-MiniLM-L6-v2, mean-pooled, normalised; a missing
-one counts as the training mean) and the numeric facts of `NUMERIC`, standardised per family."""
+one counts as the training mean) and the numeric facts of `NUMERIC`, standardised per family. A family
+head may carry a projection of the embedding onto the family's main directions (its requests'
+principal components, fitted in training): a few hundred rows of evidence cannot fit 384 weights per
+model, but they can fit a handful, which then speak for whole topics rather than single texts."""
 
 from __future__ import annotations
 
@@ -84,9 +87,17 @@ class ModelHead:
 
 @dataclass(frozen=True)
 class FamilyHead:
-    mean: np.ndarray
+    mean: np.ndarray  # over the head's features: the projected embedding (or the raw one), then NUMERIC
     scale: np.ndarray
     models: dict[str, ModelHead]
+    center: np.ndarray | None = None  # (dims,): the embedding's training mean, with `projection`
+    projection: np.ndarray | None = None  # (dims, components); None: the raw embedding is the feature
+
+    def project(self, x: np.ndarray, dims: int) -> np.ndarray:
+        """(rows, dims + NUMERIC) design rows -> the head's features (NaN stays NaN: missing)."""
+        if self.projection is None:
+            return x
+        return np.concatenate([(x[:, :dims] - self.center) @ self.projection, x[:, dims:]], axis=1)
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         """(rows, features) -> standardised; a missing value (NaN) is the training mean, 0."""
@@ -115,14 +126,16 @@ class ChoiceHeads:
         trusted = [m for m in models if m in head.models and head.models[m].rows >= self.min_rows]
         if not trusted:
             return None
-        z = head.standardise(features.row(self.dims)[None, :])
+        z = head.standardise(head.project(features.row(self.dims)[None, :], self.dims))
         return {m: round(float(head.probability(m, z)[0]), 4) for m in trusted}
 
     def to_json(self) -> dict[str, Any]:
         return {"dims": self.dims, "numeric": list(NUMERIC), "families": {
             family: {"mean": _floats(h.mean), "scale": _floats(h.scale), "models": {
                 name: {"rows": m.rows, "positives": m.positives, "weights": _floats(m.weights),
-                       "bias": float(f"{m.bias:.7g}")} for name, m in h.models.items()}}
+                       "bias": float(f"{m.bias:.7g}")} for name, m in h.models.items()},
+                **({"center": _floats(h.center), "projection": [_floats(col) for col in h.projection.T]}
+                   if h.projection is not None else {})}
             for family, h in self.families.items()}}
 
     @classmethod
@@ -133,8 +146,10 @@ class ChoiceHeads:
         for family, h in data["families"].items():
             models = {name: ModelHead(int(m["rows"]), int(m["positives"]), np.asarray(m["weights"], dtype=np.float64),
                                       float(m["bias"])) for name, m in h["models"].items()}
+            projection = np.asarray(h["projection"], dtype=np.float64).T if h.get("projection") else None
+            center = np.asarray(h["center"], dtype=np.float64) if projection is not None else None
             families[family] = FamilyHead(np.asarray(h["mean"], dtype=np.float64),
-                                          np.asarray(h["scale"], dtype=np.float64), models)
+                                          np.asarray(h["scale"], dtype=np.float64), models, center, projection)
         return cls(families, dims=int(data["dims"]), min_rows=min_rows, version=version)
 
     @classmethod

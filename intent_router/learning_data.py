@@ -10,12 +10,16 @@
   1 for the answering model. Feedback rows weigh `FEEDBACK_WEIGHT`.
 - The held-out split is fixed: a request is held out when sha1(request_id) % 5 == 0; held-out rows
   are only ever predicted, never fitted.
+- Change points: a model's breaker opening says the model changed. `change_points` gives, per model,
+  the start of its latest breaker episode (openings less than `CHANGE_GAP_S` apart are one episode);
+  training reweighs the evidence from before it (intent_router/choice_training.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from intent_router.choice_head import ChoiceFeatures
@@ -24,6 +28,8 @@ from vocabulary.routes import INTENTS
 FEEDBACK_WEIGHT = 3.0
 HELDOUT_MODULUS = 5
 EVIDENCE_BLAME = {None, "model", "deadline", "none"}  # an error blamed on these says the model did not answer
+CHANGE_GAP_S = 3600.0  # breaker openings closer than this belong to one episode
+OPEN_STATES = ("open", "half_open")
 
 
 def held_out(request_id: str) -> bool:
@@ -56,6 +62,7 @@ class ChoiceRow:
     text: str | None  # the excerpt, embedded at training time
     features: ChoiceFeatures  # without the embedding
     source: str  # "call" | "feedback"
+    ts: float | None = None  # the line's time (epoch seconds)
 
     @property
     def held_out(self) -> bool:
@@ -123,10 +130,41 @@ def choice_rows(lines: Iterable[Mapping[str, Any]], feedback: Iterable[Mapping[s
             continue
         features = ChoiceFeatures.from_line(line)
         text = (line.get("excerpt") or "").strip() or None
+        ts = line_time(line)
         for model, (label, weight, source) in outcomes.items():
             if model in families:
-                rows.append(ChoiceRow(request_id, families[model], model, label, weight, text, features, source))
+                rows.append(ChoiceRow(request_id, families[model], model, label, weight, text, features, source, ts))
     return rows
+
+
+def line_time(line: Mapping[str, Any]) -> float | None:
+    try:
+        return datetime.fromisoformat(line["ts"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def change_points(lines: Iterable[Mapping[str, Any]], gap_s: float = CHANGE_GAP_S) -> dict[str, float]:
+    """model -> the time its latest breaker episode began: the first line in which its breaker was
+    seen open or half-open (a skip or a probe) after `gap_s` or more without one. Models whose
+    breaker was never seen open are absent."""
+    seen: dict[str, list[float]] = {}
+    for line in lines:
+        ts = line_time(line)
+        if ts is None:
+            continue
+        for call in line.get("calls") or ():
+            if isinstance(call.get("model"), str) and call.get("breaker_state") in OPEN_STATES:
+                seen.setdefault(call["model"], []).append(ts)
+    out = {}
+    for model, times in seen.items():
+        times.sort()
+        start = times[0]
+        for before, after in zip(times, times[1:]):
+            if after - before >= gap_s:
+                start = after
+        out[model] = start
+    return out
 
 
 def split(rows: list) -> tuple[list, list]:

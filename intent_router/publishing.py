@@ -4,7 +4,8 @@ published version on the fixed held-out split, and publish a new version only wh
 
 Worse means: intent accuracy on heldout.jsonl + the held-out corrections lower than the current
 head's (beyond `intent_tolerance`), or a family's choice log-loss higher than the current version's
-on the held-out rows both cover (beyond `choice_tolerance`). `force` publishes anyway. A family with
+on the held-out rows both cover (beyond `choice_tolerance`; a model's rows from before its latest
+breaker episode are not compared, see choice_training.compare). `force` publishes anyway. A family with
 no new rows keeps its current choice head (carried into the new version)."""
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from intent_router.choice_head import ChoiceHeads
 from intent_router.choice_training import DEFAULT_CHOICE_C, compare, embed_rows, fit_choice_heads
 from intent_router.head import Head, latest_path
-from intent_router.learning_data import choice_rows, intent_rows, split
+from intent_router.learning_data import change_points, choice_rows, intent_rows, split
 from intent_router.training import DEFAULT_C, fit_head, head_accuracy, publish_head, read_rows
 from vocabulary.router_config import RouterSpec
 
@@ -65,16 +67,19 @@ def train_router(data_dir: Path, artifact_dir: Path, router: RouterSpec, lines: 
               "current_version": current.version if current is not None else None}
 
     rows_train, rows_heldout = split(choice_rows(lines, feedback, families))
+    changes = {m: t for m, t in change_points(lines).items() if m in families}
     old_choice = ChoiceHeads.from_head(current, min_rows=router.choice.min_rows) if current is not None else None
     new_choice = None
     choice: dict[str, Any] = {"log_lines": len(lines), "feedback": len(feedback), "train_rows": len(rows_train),
-                              "heldout_rows": len(rows_heldout), "families": {}}
+                              "heldout_rows": len(rows_heldout), "families": {},
+                              "changes": {m: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+                                          for m, t in sorted(changes.items())}}
     if rows_train:
         rows_train = embed_rows(rows_train, classifier.sentence_embeddings)
         rows_heldout = embed_rows(rows_heldout, classifier.sentence_embeddings)
-        new_choice = fit_choice_heads(rows_train, c=choice_c)
+        new_choice = fit_choice_heads(rows_train, c=choice_c, changes=changes)
         new_choice.min_rows = router.choice.min_rows
-        choice["families"] = compare(new_choice, old_choice, rows_train, rows_heldout)
+        choice["families"] = compare(new_choice, old_choice, rows_train, rows_heldout, changes)
     merged = _carry(new_choice, old_choice, choice)
 
     refused = []

@@ -49,6 +49,10 @@ class ChoiceSpec(StrictModel):
         0.1, ge=0, le=1, description="Bonus of the chain's first model over its last (linear in position), added to "
                                      "the predicted chance: how much better a later model must look to go first.")
     min_rows: int = Field(30, ge=1, description="Training rows a model needs before its head is trusted.")
+    doubt_below: float = Field(
+        0.5, ge=0, le=1, description="A model the heads give less than this chance for a request, or one put first "
+                                     "by exploration, is tried without retries and its failure is not counted by its "
+                                     "breaker: a predicted failure is no news that the model is down for everyone.")
 
 
 class RouterSpec(StrictModel):

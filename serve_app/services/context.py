@@ -48,6 +48,13 @@ class RequestContext:
         sub.calls, sub.facts, sub.embedding, sub.choices = self.calls, self.facts, self.embedding, self.choices
         return sub
 
+    def doubted(self, models: list[str]) -> frozenset[str]:
+        """The models of `models` the choice heads doubted for this request (see ChoiceSpec.doubt_below),
+        from the ordering made for the chain they belong to."""
+        asked = set(models)
+        return frozenset(m for made in self.choices if asked <= set(made["order"]) for m in made.get("doubted", ())
+                         if m in asked)
+
     def used(self, model: str, failures: list[Failure] = ()) -> None:
         if model not in self.models:
             self.models.append(model)

@@ -159,7 +159,7 @@ class Roster:
         try:
             result = await first_answer(models, recorded, ctx.deadline, tail=tail, is_retryable=is_retryable,
                                         breakers=self.breakers, retry=self.retry, timing=self.timing,
-                                        stall_s=self.stall_s, keep_permit=keep_permit)
+                                        stall_s=self.stall_s, keep_permit=keep_permit, doubted=ctx.doubted(models))
             failures = result.failures
             return result
         except ChainExhausted as exc:

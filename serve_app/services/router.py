@@ -73,8 +73,10 @@ class RouterService:
         ranked = order(chain, scores, prior_weight=choice.prior_weight, exploration=0.0, rng=self._rng)
         ordered = order(chain, scores, prior_weight=choice.prior_weight, exploration=choice.exploration,
                         rng=self._rng)
+        explored = next((m for m, r in zip(ordered, ranked) if m != r), None)
+        doubted = sorted({m for m, s in scores.items() if s < choice.doubt_below} | ({explored} if explored else set()))
         ctx.choices.append({"family": family, "head_version": heads.version, "scores": scores, "order": ordered,
-                            "explored": ordered != ranked})
+                            "explored": explored is not None, "doubted": doubted})
         return ordered
 
     async def classify(self, text: str, deadline: Deadline) -> dict[str, Any]:

@@ -91,3 +91,37 @@ def _bump(folder):
     pointer = folder / LATEST
     stamp = pointer.stat().st_mtime_ns + 1_000_000_000
     os.utime(pointer, ns=(stamp, stamp))
+
+
+def test_projection_round_trip_and_a_missing_embedding(tmp_path):
+    """A family head over projected embeddings: the same scores after JSON, and a request without an
+    embedding scores as the training mean (the projected NaN standardises to 0)."""
+    width = 2 + len(NUMERIC)
+    projection = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])  # 4 dims -> 2 components
+    weights = np.zeros(width)
+    weights[0] = -3.0
+    family = FamilyHead(np.zeros(width), np.ones(width), {"a": ModelHead(40, 20, weights, 1.0)},
+                        np.array([0.5, 0.0, 0.0, 0.0]), projection)
+    h = ChoiceHeads({"llm": family}, dims=DIMS)
+    hot, cold = ChoiceFeatures(embedding=np.array([1.5, 0, 0, 0])), ChoiceFeatures(embedding=np.array([-0.5, 0, 0, 0]))
+    assert h.scores("llm", ["a"], hot)["a"] == pytest.approx(1 / (1 + np.exp(2.0)), abs=1e-4)
+    assert h.scores("llm", ["a"], cold)["a"] == pytest.approx(1 / (1 + np.exp(-4.0)), abs=1e-4)
+    assert h.scores("llm", ["a"], ChoiceFeatures())["a"] == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-4)
+    again = ChoiceHeads.from_json(json.loads(json.dumps(h.to_json())))
+    for f in (hot, cold, ChoiceFeatures()):
+        assert again.scores("llm", ["a"], f) == h.scores("llm", ["a"], f)
+
+
+def test_the_comparison_leaves_out_held_out_rows_from_before_a_models_change():
+    from intent_router.choice_training import compare
+    from intent_router.learning_data import ChoiceRow
+
+    def row(i, label, ts):
+        return ChoiceRow(f"h{i}", "llm", "a", label, 1.0, None, ChoiceFeatures(embedding=np.array([1.0, 0, 0, 0])),
+                         "call", ts)
+
+    heldout = [row(i, 1, 100.0) for i in range(6)] + [row(10 + i, 0, 200.0) for i in range(4)]
+    everything = compare(heads(), None, heldout, heldout)["llm"]
+    since = compare(heads(), None, heldout, heldout, {"a": 150.0})["llm"]
+    assert everything["compared_rows"] == 10 and since["compared_rows"] == 4
+    assert since["new"]["accuracy"] == 1.0 > everything["new"]["accuracy"]  # model a now fails on these: predicted

@@ -73,6 +73,20 @@ async def test_open_breaker_skips_without_calling_and_counts_failures():
     assert called == ["b"] and result.failures[0].skipped
 
 
+async def test_a_doubted_model_is_tried_once_and_its_failure_is_not_counted():
+    """The choice heads predicted the failure: no retry, and the breaker (one failure opens it) stays
+    closed for the requests the model does answer; the same failure undoubted still counts."""
+    bs = breakers("a", "b")
+    attempt, called = models(a=ModelError("fails on this topic"), b="B")
+    for _ in range(5):
+        result = await first_answer(["a", "b"], attempt, Deadline(5), breakers=bs, is_retryable=lambda e: True,
+                                    retry=RetryPolicy(retries=1, backoff_s=0), doubted={"a"})
+        assert result.model == "b" and result.failures[0].model == "a" and not result.failures[0].skipped
+    assert called == ["a", "b"] * 5 and bs["a"].state.value == "closed"
+    await first_answer(["a", "b"], attempt, Deadline(5), breakers=bs)
+    assert bs["a"].state.value == "open"
+
+
 @pytest.mark.parametrize("error,counts", [
     (ModelError("engine crashed"), True),
     (Stalled("hung"), True),

@@ -1,7 +1,7 @@
 import json
 
 from intent_router.exemplars import from_log
-from intent_router.learning_data import FEEDBACK_WEIGHT, choice_rows, held_out, intent_rows, split
+from intent_router.learning_data import FEEDBACK_WEIGHT, change_points, choice_rows, held_out, intent_rows, line_time, split
 from serve_app.cli import main
 from tests.request_log_samples import call, feedback, line, write_log
 
@@ -97,3 +97,24 @@ def test_exemplars_command_writes_jsonl(tmp_path, capsys):
     assert len(rows) == 8 and set(rows[0]) == {"request_id", "context", "mistake", "fix"}
     assert main(["exemplars", "--log-dir", str(folder), "--since", "2099-01-01T00:00:00"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def at(hhmmss: str) -> str:
+    return f"2025-11-26T{hhmmss}.000+00:00"
+
+
+def test_change_points_are_the_start_of_each_models_latest_breaker_episode():
+    probe = {**call("alpha"), "breaker_state": "half_open"}
+    lines = [
+        line("a", "x", [call("alpha", "skipped"), call("beta")], ts=at("08:00:00")),  # an old episode
+        line("b", "x", [call("alpha"), call("beta", "error")], ts=at("09:30:00")),  # beta failed, never opened
+        line("c", "x", [call("alpha", "skipped"), call("beta")], ts=at("10:00:00")),  # 2 h later: a new episode
+        line("d", "x", [probe], ts=at("10:20:00")),
+        line("e", "x", [call("alpha", "skipped"), call("beta")], ts=at("10:50:00")),  # < 1 h apart: the same one
+        line("f", "x", [call("alpha", "skipped")], ts="not a time"),
+    ]
+    assert change_points(lines) == {"alpha": line_time(lines[2])}
+    assert change_points(lines, gap_s=600) == {"alpha": line_time(lines[4])}
+    rows = choice_rows(lines, [], FAMILIES)
+    assert {r.request_id: r.ts for r in rows if r.model == "beta"} == {
+        "a": line_time(lines[0]), "b": line_time(lines[1]), "c": line_time(lines[2]), "e": line_time(lines[4])}

@@ -5,6 +5,7 @@ back one version, buckets cluster the low-confidence requests."""
 import asyncio
 import json
 import random
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -212,3 +213,60 @@ def test_buckets_cluster_the_low_confidence_requests(tmp_path, encoder, capsys):
     assert report["total"] == 8 and sorted(c["size"] for c in report["clusters"]) == [4, 4]
     assert main(["buckets", "--log-dir", str(folder), "--min-confidence", "0.2"]) == 0
     assert "no request was classified under" in capsys.readouterr().out
+
+
+
+def starved_log() -> list[dict]:
+    """A log like the one a breaker leaves: ALPHA answered every request (both topics) until it began
+    failing on volcano questions ten minutes later; its breaker then kept most of them away (skipped,
+    breaker open), so only one volcano request in four reached it and failed (BETA answered them all),
+    while other requests went on reaching ALPHA when its breaker was closed. The old successes stay."""
+    lines = []
+    texts = [(t.format(s), True) for s in VOLCANO for t in TEMPLATES] + \
+        [(t.format(s), False) for s in OTHER for t in TEMPLATES]
+    for i, (text, _) in enumerate(texts):
+        lines.append(line(f"old{i}", text, [call(ALPHA)], ts=f"2025-11-26T12:0{i // 60}:{i % 60:02d}.000+00:00"))
+    for i, (text, volcano) in enumerate(texts):
+        ts = f"2025-11-26T12:1{i // 60}:{i % 60:02d}.000+00:00"
+        if volcano and i % 4 == 0:
+            calls = [call(ALPHA, "error", error="ModelError: nonsense"), call(BETA)]
+        elif volcano or i % 3 == 0:
+            calls = [call(ALPHA, "skipped"), call(BETA)]
+        else:
+            calls = [call(ALPHA)]
+        lines.append(line(f"new{i}", text, calls, ts=ts))
+    return lines
+
+
+@pytest.mark.parametrize("after_change", [True, False])
+def test_a_few_failures_since_the_breaker_opened_demote_a_model_for_the_topic(encoder, after_change):
+    """13 failures since ALPHA's breaker opened stand against 50 older successes on the same topic. With
+    the change point, the old evidence is reweighed by what the new says: unseen volcano questions go
+    to BETA first and the rest stay with ALPHA. Without it (every row as it is) the old successes
+    outvote the new failures on some of them: the property the reweighing is there for."""
+    from intent_router.choice_training import embed_rows, fit_choice_heads
+    from intent_router.learning_data import change_points, choice_rows
+
+    lines = starved_log()
+    changes = change_points(lines)
+    first_skip = datetime.fromisoformat("2025-11-26T12:10:01+00:00").timestamp()  # new1: a volcano question skipped
+    assert changes == {ALPHA: first_skip}
+    rows = embed_rows(choice_rows(lines, [], FAMILIES), encoder.sentence_embeddings)
+    assert sum(r.model == ALPHA and r.label == 0 for r in rows) == 13
+    heads = fit_choice_heads(rows, changes=changes if after_change else None)
+    volcano = ["My hiking trail passes an active crater spewing molten rock: is it dangerous?",
+               "Tell me about the Mount St. Helens blast and its lahars.", "How hot is lava when it erupts?",
+               "Which volcano destroyed Pompeii?", "Can a supervolcano like Yellowstone erupt again?",
+               "Why do volcanoes form along the Pacific ring of fire?"]
+    other = ["How do I bake sourdough at home?", "What is a good strategy for the chess opening?",
+             "Summarise the causes of the First World War.", "How do tides work?", "Why do cats purr?",
+             "How should I save for retirement?"]
+
+    def first(text):
+        embedding = encoder.sentence_embeddings([text])[0]
+        s = heads.scores("llm", [ALPHA, BETA], ChoiceFeatures(embedding, input_chars=len(text)))
+        return order([ALPHA, BETA], s, prior_weight=0.1, exploration=0.0, rng=random.Random(0))[0]
+
+    to_beta = sum(first(t) == BETA for t in volcano)
+    assert (to_beta == len(volcano)) is after_change, to_beta
+    assert all(first(t) == ALPHA for t in other)
