@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Literal
 from rapidfuzz.distance import Levenshtein
 
 from graphs.deadline import Deadline
+from vocabulary.public_text import scrub
 
 Mode = Literal["all", "first_valid"]
 Status = Literal["ok", "error", "timeout", "skipped"]
@@ -77,7 +78,8 @@ async def convene(members: list[Member], deadline: Deadline, mode: Mode = "all")
         except Exception as exc:  # a failing member is reported, never fatal
             if isinstance(exc, TimeoutError) or getattr(exc, "code", None) == "deadline_exceeded":
                 return MemberResult(member.name, "timeout", elapsed(), error="no answer before the deadline")
-            return MemberResult(member.name, "error", elapsed(), error=getattr(exc, "message", None) or str(exc))
+            # the report reaches the client and the LLM: no internal addresses in it
+            return MemberResult(member.name, "error", elapsed(), error=scrub(getattr(exc, "message", None) or str(exc)))
         if not member.valid(text):
             return MemberResult(member.name, "error", elapsed(), model, text, "output failed validation")
         return MemberResult(member.name, "ok", elapsed(), model, text)

@@ -93,3 +93,27 @@ def with_deployment_reasons(report: dict[str, Any], reasons: Mapping[str, Mappin
                 entry["error"] = f"deployment {why['status']}: {why['reason']}"
         models[name] = entry
     return {**report, "models": models}
+
+
+def public_view(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as anyone may read it (the unauthenticated /api/health): each model's route,
+    status, latency and a reason class (the error's type, `timeout`, or `deployment_failed`), without
+    the error text, which may hold internal addresses and paths (the admin view has it)."""
+    models = {}
+    for name, entry in report["models"].items():
+        public = {k: entry[k] for k in ("route", "status", "latency_ms", "breaker", "failures_in_window") if k in entry}
+        public["reason"] = reason_class(entry)
+        models[name] = public
+    return {**report, "models": models}
+
+
+def reason_class(entry: Mapping[str, Any]) -> str | None:
+    if entry.get("status") == "ok":
+        return None
+    error = str(entry.get("error") or "")
+    if error.startswith("deployment "):
+        return "deployment_failed"
+    if error.startswith("no answer within"):
+        return "timeout"
+    head = error.split(":", 1)[0].strip()
+    return head if head.isidentifier() else "error"

@@ -23,7 +23,7 @@ from intent_router.learning_data import ChoiceRow
 DEFAULT_CHOICE_C = 3.0  # inverse regularisation of each model's logistic regression
 CHOICE_COMPONENTS = 8  # the embedding's principal directions a family's heads see (few rows fit few weights)
 EPS = 1e-6
-MIN_RECENT_ROWS = 10  # a model's rows since its change point needed before older rows are reweighed
+MIN_RECENT_ROWS = 5  # a model's rows since its change point needed before older rows are reweighed
 STALE_FLOOR = 0.05  # the least weight an old row keeps
 
 

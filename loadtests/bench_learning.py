@@ -26,7 +26,8 @@ Variants:
   default  the roster's breaker (3 failures in 60 s, 30 s cooldown): the topic's failures open
            smollm2's breaker and the other requests are skipped past smollm2 too. While it is open
            smollm2 is not called, so the log learns little about it (a skip is no evidence): this
-           variant trains twice (train, replay, train again, replay), as a periodic train-router would;
+           variant trains three times (train, replay, train again, replay, ...), as a periodic
+           train-router would, and reports each round;
   slow     as raised, but each faulted call waits 1 s before it fails (a primary that errs after
            working a while, not at once): what the failovers cost in latency.
 
@@ -71,7 +72,7 @@ DEFAULT_BREAKER = {"failure_threshold": 3, "window_s": 60, "cooldown_s": 30}  # 
 RAISED_BREAKER = {**DEFAULT_BREAKER, "failure_threshold": RAISED_THRESHOLD}
 SLOW_FAULT_MS = 1000
 # name -> (breaker policy, latency added to each faulted call before it fails, train-and-replay rounds)
-VARIANTS = {"raised": (RAISED_BREAKER, 0, 1), "default": (DEFAULT_BREAKER, 0, 2),
+VARIANTS = {"raised": (RAISED_BREAKER, 0, 1), "default": (DEFAULT_BREAKER, 0, 3),
             "slow": (RAISED_BREAKER, SLOW_FAULT_MS, 1)}
 TAGS = ("topic", "other")
 TEXT_ENGINES = frozenset({"smollm2", "smollm2-hf"})  # the text chain, where the fault is
@@ -262,13 +263,13 @@ def headline(v: dict) -> dict:
                               "after": v["phase2_after"]["other"]["answered_by"]},
         "topic_first_tried": {"before": before["first_tried"], "after": after["first_tried"]},
         "topic_explored_after": after["explored"],
-        **({"round2": later_round(v, before["failovers_per_100"])} if "round2" in v else {}),
+        **{f"round{n}": later_round(v, n, before["failovers_per_100"]) for n in range(2, 10) if f"round{n}" in v},
     }
 
 
-def later_round(v: dict, before: float) -> dict:
-    r = v["round2"]
-    after = r["phase3_after"]
+def later_round(v: dict, n: int, before: float) -> dict:
+    r = v[f"round{n}"]
+    after = r[f"phase{n + 1}_after"]
     a = after["topic"]["failovers_per_100"]
     return {"published": r["training"]["published"], "refused": r["training"]["refused"],
             "topic_failovers_per_100": a, "topic_failovers_reduction_x": round(before / a, 1) if a else "inf",
@@ -332,9 +333,11 @@ def main() -> None:
         print(f"[{name}] other: failovers/100 no fault {o['baseline_no_fault']}, before {o['before']}, after "
               f"{o['after']}; p50 ms no fault {q['baseline_no_fault']}, before {q['before']}, after {q['after']}; "
               f"answered by {h['other_answered_by']}")
-        if "round2" in h:
-            r = h["round2"]
-            print(f"[{name}] round 2 (published {r['published']}): topic failovers/100 {r['topic_failovers_per_100']} "
+        for n in range(2, 10):
+            if f"round{n}" not in h:
+                continue
+            r = h[f"round{n}"]
+            print(f"[{name}] round {n} (published {r['published']}): topic failovers/100 {r['topic_failovers_per_100']} "
                   f"({r['topic_failovers_reduction_x']}x; {r['topic_explored']} explored), p50 {r['topic_p50_ms']} ms; "
                   f"other failovers/100 {r['other_failovers_per_100']}, p50 {r['other_p50_ms']} ms, answered by "
                   f"{r['other_answered_by']}")

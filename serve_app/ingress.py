@@ -20,7 +20,7 @@ from ray import serve
 
 from graphs.deadline import Deadline
 from graphs.faults import Fault
-from graphs.health import HealthMonitor, with_deployment_reasons
+from graphs.health import HealthMonitor, public_view, with_deployment_reasons
 from serve_app import http_errors, sse
 from serve_app.chat_relay import relay
 from serve_app.llm_server_client import model_client
@@ -371,6 +371,16 @@ class SwitchboardIngress:
 
     @app.get("/api/health", summary="Deep health: every model dry-runs a tiny input")
     async def health(self):
+        report = await self._health_report()
+        return JSONResponse(public_view(report), status_code=503 if report["status"] == "down" else 200)
+
+    @app.get("/api/admin/health", summary="Deep health with each failing model's error and Serve's reason")
+    async def admin_health(self, request: Request):
+        self._admin(request)
+        report = await self._health_report()
+        return JSONResponse(report, status_code=503 if report["status"] == "down" else 200)
+
+    async def _health_report(self) -> dict[str, Any]:
         report = await self._health.report()
         # A model that fails its probe: ask Serve why (its deployment may have failed to start).
         failing = {model: deployment for model, deployment in deployment_names(self._config).items()
@@ -381,7 +391,7 @@ class SwitchboardIngress:
                                       "failures_in_window": breakers[name].failures_in_window()}
                                      if name in breakers else {})}
                   for name, entry in report["models"].items()}
-        return JSONResponse({**report, "models": models}, status_code=503 if report["status"] == "down" else 200)
+        return {**report, "models": models}
 
     # ---- fault injection ------------------------------------------------------------------------
 

@@ -101,6 +101,13 @@ class MediaSpec(StrictModel):
     max_audio_seconds: float = Field(600.0, gt=0, description="Longer audio gets 400 audio_too_long.")
     max_image_pixels: int = Field(40_000_000, gt=0, description="Bigger images get 413 (decompression bombs).")
     max_tts_chars: int = Field(4096, gt=0, description="Longer text to speak gets 413.")
+    max_image_parts: int = Field(8, ge=1, description="More image parts in one request get 413, before any model works.")
+    max_audio_parts: int = Field(4, ge=1, description="More audio parts in one request get 413, before any model works.")
+    max_request_pixels: int = Field(
+        80_000_000, gt=0, description="Decoded pixels of all of a request's images together; more get 413 before "
+                                      "any image is read.")
+    max_request_audio_seconds: float = Field(
+        1200.0, gt=0, description="Seconds of all of a request's audio together; more get 413 before any is heard.")
     image_fetch: ImageFetchSpec = ImageFetchSpec()
 
 

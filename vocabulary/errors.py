@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vocabulary.public_text import scrub
+
 
 class SwitchboardError(Exception):
     http_status = 500
@@ -135,4 +137,7 @@ def as_switchboard_error(exc: BaseException) -> SwitchboardError | None:
 
 
 def error_body(err: SwitchboardError) -> dict[str, Any]:
-    return {"error": {"message": err.message, "type": err.error_type, "param": err.param, "code": err.code}}
+    """The OpenAI-shaped body a client gets. A server-side failure's message is scrubbed of internal
+    addresses and paths (vocabulary/public_text.py); the log keeps it whole."""
+    message = scrub(err.message) if err.http_status >= 500 else err.message
+    return {"error": {"message": message, "type": err.error_type, "param": err.param, "code": err.code}}

@@ -50,4 +50,8 @@ class LLMBackend(Protocol):
     async def check(self) -> None:
         """Cheap liveness of the engine; raises if it cannot answer."""
 
+    def special_texts(self) -> list[str]:
+        """The strings its tokenizer reads as special tokens (empty when unknown: an upstream server);
+        deployments/llm/special_tokens.py keeps them out of client text."""
+
     async def close(self) -> None: ...

@@ -6,11 +6,14 @@ leaves or runs out of time stops the engine within a token: nothing generates fo
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from dataclasses import replace
 from typing import Any, AsyncIterator
 
 from deployments.base import ModelDeployment
 from deployments.llm.backend import LLMBackend
+from deployments.llm.special_tokens import marker_pattern, neutralise_messages
 from deployments.llm.tool_calls import needs_tool_rewrite, stream_tool_calls, tool_call_request
 from vocabulary.calls import PROBE_CALL, ChatCall
 from vocabulary.chat_chunks import assemble
@@ -40,6 +43,8 @@ def make_backend(spec: ModelSpec) -> LLMBackend:
 class LLMDeployment(ModelDeployment):
     """A text LLM behind one interface. Fails construction if the model cannot answer one token."""
 
+    _marker_pattern: re.Pattern[str] | None = None
+
     def make_backend(self, spec: ModelSpec) -> LLMBackend:
         return make_backend(spec)
 
@@ -59,6 +64,7 @@ class LLMDeployment(ModelDeployment):
         cap = call.max_tokens_cap if call.max_tokens is None and not in_process else None
         produced = 0
         engine_call = _tool_call_request(call) if in_process and needs_tool_rewrite(call) else call
+        engine_call = replace(engine_call, messages=neutralise_messages(engine_call.messages, self._markers()))
         engine = self._backend.chat_stream(engine_call)
         stream = engine
         if engine_call is not call and call.tools and call.tool_choice != "none":
@@ -84,6 +90,12 @@ class LLMDeployment(ModelDeployment):
             if stream is not engine:
                 await stream.aclose()
             await engine.aclose()  # the backend's own finally stops its engine
+
+    def _markers(self) -> re.Pattern[str]:
+        """The engine's special-token strings and the common chat markers, as one pattern (built once)."""
+        if self._marker_pattern is None:
+            self._marker_pattern = marker_pattern(self._backend.special_texts())
+        return self._marker_pattern
 
     async def stats(self, _: Any = None) -> dict[str, Any]:
         """What the engine of this replica is doing and has done, counted by the engine."""

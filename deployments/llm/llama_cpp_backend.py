@@ -92,6 +92,16 @@ class LlamaCppBackend:
     async def check(self) -> None:
         self._require()
 
+    def special_texts(self) -> list[str]:
+        """The vocabulary's control and user-defined tokens: what tokenising with special=True parses."""
+        import llama_cpp
+
+        llama = self._require()
+        vocab = llama._model.vocab
+        wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+        return [llama_cpp.llama_vocab_get_text(vocab, t).decode("utf-8", "replace") for t in range(llama.n_vocab())
+                if llama_cpp.llama_vocab_get_attr(vocab, t) & wanted]
+
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._llama is not None:

@@ -174,6 +174,12 @@ class TransformersBackend:
     async def check(self) -> None:
         self._require()
 
+    def special_texts(self) -> list[str]:
+        """Every added token: a Hugging Face tokenizer splits them out of any text, special or not."""
+        self._require()
+        return [t.content for t in self._tokenizer.added_tokens_decoder.values()] + \
+            list(self._tokenizer.all_special_tokens)
+
     async def close(self) -> None:
         self._thread.close()
 

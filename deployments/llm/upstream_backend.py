@@ -96,6 +96,9 @@ class UpstreamBackend:
         if resp.status_code >= 400:
             raise self._error(resp.status_code, resp.content, call)
 
+    def special_texts(self) -> list[str]:
+        return []  # the server's tokenizer is not known here: the common markers only
+
     async def check(self) -> None:
         client = self._require()
         try:

@@ -1,5 +1,8 @@
 """Fetch an image URL safely: http(s) only; every address the host resolves to must be public
-(no loopback, private, link-local, metadata, multicast or reserved) unless config allows it; the
+(no loopback, private, link-local, metadata, multicast or reserved, and no IPv6 that wraps or
+translates an IPv4: 6to4, NAT64, Teredo; see NOT_PUBLIC_V6) unless config allows it; a host in any
+IPv4 spelling (0x7f000001, 2130706433, 017700000001, 127.1) is checked as the address the resolver
+makes of it, the one the connection would use; the
 connection goes to the address that was checked (no DNS rebinding), and every redirect is checked
 again; size and time are limited."""
 
@@ -30,9 +33,20 @@ class FetchPolicy:
     max_redirects: int = 3
 
 
+# IPv6 ranges that carry (or translate to) an IPv4 address this guard cannot vouch for, or that are
+# not public though Python counts them global: 6to4 (2002::/16 wraps any IPv4, 2002:7f00:1:: is
+# 127.0.0.1), NAT64 (well-known and local-use prefixes), Teredo (2001::/32), IPv4-compatible
+# (::/96, deprecated) and site-local (fec0::/10, deprecated but still routed inside some sites).
+NOT_PUBLIC_V6 = tuple(ipaddress.ip_network(n) for n in (
+    "2002::/16", "64:ff9b::/96", "64:ff9b:1::/48", "2001::/32", "::/96", "fec0::/10"))
+
+
 def _public(ip: ipaddress._BaseAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif any(ip in network for network in NOT_PUBLIC_V6):
+            return False
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local or ip.is_loopback)
 
 

@@ -44,6 +44,13 @@ class AudioService:
         return await self._pool.run(lambda: decode_audio(decode_base64(text, param=param), max_seconds=max_seconds,
                                                          param=param))
 
+    async def decode_part(self, text: str, param: str, ctx: RequestContext) -> DecodedAudio:
+        """A chat's input_audio part, decoded and counted against the request's media limits."""
+        audio = await self.decode_base64(text, param)
+        ctx.media.add_audio(audio.duration_s, self._config.media, param)
+        ctx.facts = ctx.facts.with_audio(audio.duration_s)
+        return audio
+
     async def encode(self, speech: Speech, fmt: str) -> tuple[bytes, str]:
         """Encode speech (mp3, opus, flac, wav, pcm) on the media pool; returns (bytes, content type)."""
         return await self._pool.run(encode_speech, speech.pcm16, speech.sample_rate, fmt)

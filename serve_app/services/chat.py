@@ -16,10 +16,12 @@ from typing import Any
 from graphs.blame import Attempt
 from graphs.failover import ChainExhausted, ChainResult
 from graphs.routing import RouteDecision
+from serve_app.media.audio import DecodedAudio
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, TextPart
 from serve_app.services.audio import AudioService
 from serve_app.services.committee import CommitteeService
 from serve_app.services.context import RequestContext
+from serve_app.services.media_budget import check_part_counts
 from serve_app.services.request_facts import chat_facts
 from serve_app.services.roster import OpenChat, Roster, exhausted
 from serve_app.services.router import RouterService
@@ -79,11 +81,12 @@ class ChatService:
             schemas.append((body.response_format.json_schema.schema_, "response_format.json_schema.schema"))
         if any(schema is not None for schema, _ in schemas):
             await asyncio.to_thread(_check_schemas, schemas)
+        parts = [p for m in body.messages for p in m.attachments()]
+        check_part_counts(parts, self._roster.config.media)
         decision = await self._router.decide(body, ctx)
         ctx.intent = decision.intent
         ctx.learn(intent=decision.intent, **chat_facts(body))
         ctx.route = route_summary(decision)
-        parts = [p for m in body.messages for p in m.attachments()]
         ctx.attachments = {"images": sum(isinstance(p, ImagePart) for p in parts),
                            "audio": sum(isinstance(p, AudioPart) for p in parts), "image": None, "audio_seconds": None}
         named = self._roster.specs.get(body.model)
@@ -98,6 +101,7 @@ class ChatService:
             return PreparedChat(decision, chain, [], committee=committee)
         family_model = body.model if named is not None and named.family != "llm" else None
         prepared = PreparedChat(decision, chain, [])
+        media = await self._load_media(body, ctx)  # every part decoded and counted before a model reads one
         for i, message in enumerate(body.messages):
             role = "system" if message.role == "developer" else message.role
             if not isinstance(message.content, list):
@@ -109,10 +113,9 @@ class ChatService:
                 if isinstance(part, TextPart):
                     parts.append(part.text)
                 elif isinstance(part, ImagePart):
-                    data = await self._vision.load(part.image_url.url, ctx, param=f"{param}.image_url.url")
-                    parts.append(await self._read_image(data, ctx, prepared.reports, family_model))
+                    parts.append(await self._read_image(media[(i, j)], ctx, prepared.reports, family_model))
                 elif isinstance(part, AudioPart):
-                    parts.append(await self._hear_audio(part, param, ctx, prepared.reports))
+                    parts.append(await self._hear_audio(media[(i, j)], ctx, prepared.reports))
             prepared.messages.append({**_plain_message(role, message), "content": "\n\n".join(p for p in parts if p)})
         attached = bool(prepared.reports)
         if decision.intent == "vision" and not attached:
@@ -157,10 +160,22 @@ class ChatService:
         text = result["text"] or "(no text found)"
         return f"[Image {n}, the text on it as read by OCR:]\n{text}\n[End of image {n}]"
 
-    async def _hear_audio(self, part: AudioPart, param: str, ctx: RequestContext, reports: list[dict]) -> str:
+    async def _load_media(self, body: ChatCompletionRequest, ctx: RequestContext) -> dict[tuple[int, int], Any]:
+        """(message, part) -> the image's bytes or the decoded audio, each checked and counted against
+        the request's media limits (serve_app/services/media_budget.py)."""
+        loaded: dict[tuple[int, int], Any] = {}
+        for i, message in enumerate(body.messages):
+            for j, part in enumerate(message.content if isinstance(message.content, list) else ()):
+                param = f"messages.{i}.content.{j}"
+                if isinstance(part, ImagePart):
+                    loaded[(i, j)] = await self._vision.load(part.image_url.url, ctx, param=f"{param}.image_url.url")
+                elif isinstance(part, AudioPart):
+                    loaded[(i, j)] = await self._audio.decode_part(part.input_audio.data, f"{param}.input_audio.data",
+                                                                   ctx)
+        return loaded
+
+    async def _hear_audio(self, audio: DecodedAudio, ctx: RequestContext, reports: list[dict]) -> str:
         n = sum(r["type"] == "audio" for r in reports) + 1
-        audio = await self._audio.decode_base64(part.input_audio.data, param=f"{param}.input_audio.data")
-        ctx.facts = ctx.facts.with_audio(audio.duration_s)
         try:
             result = await self._audio.transcribe(audio, ctx, tail=self._tail("stt"))
         except (ServiceUnavailable, DeadlineExceeded) as exc:

@@ -48,9 +48,8 @@ class CommitteeService:
                 if isinstance(part, ImagePart):
                     images.append(await self._vision.load(part.image_url.url, ctx, param=f"{param}.image_url.url"))
                 elif isinstance(part, AudioPart):
-                    audios.append(await self._audio.decode_base64(part.input_audio.data,
-                                                                  param=f"{param}.input_audio.data"))
-                    ctx.facts = ctx.facts.with_audio(audios[-1].duration_s)
+                    audios.append(await self._audio.decode_part(part.input_audio.data, f"{param}.input_audio.data",
+                                                                ctx))
         return images, audios
 
     def default_members(self, images: list, audios: list, intents: list[str] = ()) -> list[str]:

@@ -8,6 +8,8 @@ from typing import Any
 from graphs.deadline import Deadline
 from graphs.failover import Failure
 from graphs.faults import RequestFacts
+from serve_app.services.media_budget import MediaTally
+from vocabulary.public_text import scrub
 
 
 @dataclass
@@ -32,6 +34,7 @@ class RequestContext:
     embedding: Any = None  # the classified text's sentence embedding (numpy), for the choice heads
     choices: list[dict] = field(default_factory=list)  # chains the choice heads ordered (for the log)
     committee: dict | None = None  # the committee's members and how each ended, when one answered
+    media: MediaTally = field(default_factory=MediaTally)  # decoded pixels and audio seconds so far
 
     @property
     def degraded(self) -> bool:
@@ -46,6 +49,7 @@ class RequestContext:
         own answers and failures; its calls still go to the request's log line."""
         sub = RequestContext(self.request_id, deadline)
         sub.calls, sub.facts, sub.embedding, sub.choices = self.calls, self.facts, self.embedding, self.choices
+        sub.media = self.media
         return sub
 
     def doubted(self, models: list[str]) -> frozenset[str]:
@@ -75,4 +79,4 @@ class RequestContext:
     def summary(self) -> dict:
         """The `switchboard` field of /api bodies and chat responses."""
         return {"models": self.models, "degraded": self.degraded,
-                "failed": [f.describe() for f in self.failures], "notes": self.notes + self.reasons}
+                "failed": [scrub(f.describe()) for f in self.failures], "notes": self.notes + self.reasons}

@@ -17,6 +17,7 @@ class VisionService:
         self._roster = roster
         self._pool = pool or MediaPool(name="image")
         media = roster.config.media
+        self._media = media
         self._max_pixels = media.max_image_pixels
         fetch = media.image_fetch
         self._policy = FetchPolicy(allow_private=fetch.allow_private, max_bytes=fetch.max_bytes,
@@ -36,6 +37,7 @@ class VisionService:
         The same decode measures the text's skew and the contrast, which the request's facts keep."""
         info = await self._pool.run(inspect_image, data, max_pixels=self._max_pixels, param=param)
         if ctx is not None:
+            ctx.media.add_image(info.width, info.height, self._media, param)
             ctx.facts = ctx.facts.with_image(info.width, info.height, info.rotation, info.contrast)
         return info
 

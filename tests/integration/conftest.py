@@ -61,7 +61,8 @@ def roster_config(upstream_url: str, router_dir: str, log_dir: str = "logs/reque
                    "placement": "ingress", "min_confidence": 0.5},
         "ingress": {"resources": {"num_cpus": 0.1}},
         "limits": {"max_body_bytes": 3_000_000, "max_output_tokens": MAX_OUTPUT_TOKENS},
-        "media": {"max_audio_seconds": 30, "max_tts_chars": 500},
+        "media": {"max_audio_seconds": 30, "max_tts_chars": 500, "max_image_parts": 4, "max_audio_parts": 2,
+                  "max_request_pixels": 20_000_000, "max_request_audio_seconds": 45},
         "health": {"cache_s": 1, "probe_timeout_s": 10},
         "models": [
             {"name": "smollm2", "family": "llm",

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.integration.media import silence_wav, text_image
+from tests.integration.request_lines import the_line
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +115,47 @@ def test_wrong_family_and_unknown_audio_model(http):
     err = error_of(http.post("/v1/audio/transcriptions", files={"file": ("a.wav", silence_wav(1))},
                              data={"model": "whisper-9"}), 404)
     assert "whisper-1" in err["message"]
+
+
+def png_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def blank_png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (width, height), 255).save(buf, "PNG")  # megapixels in a few KB
+    return buf.getvalue()
+
+
+def media_chat(parts):
+    return {"max_tokens": 4, "messages": [{"role": "user", "content": [{"type": "text", "text": "read these"}, *parts]}]}
+
+
+def test_too_many_image_parts_are_refused_before_any_model_works(http, request_log_dir):
+    """The session's limits: 4 image parts, 2 audio parts, 20 MP and 45 s per request (the defaults: 8,
+    4, 80 MP, 1200 s). Refused whole, naming the limit, with no call to any model in the request's line."""
+    image = {"type": "image_url", "image_url": {"url": png_url(text_image("Invoice 4471"))}}
+    r = http.post("/v1/chat/completions", json=media_chat([image] * 5), headers={"x-request-id": "parts-5img"})
+    body = error_of(r, 413)
+    assert "5 image parts" in body["message"] and "media.max_image_parts" in body["message"]
+    assert body["param"] == "messages" and body["code"] == "payload_too_large"
+    assert the_line(request_log_dir, "parts-5img")["calls"] == []
+    audio = {"type": "input_audio", "input_audio": {"data": base64.b64encode(silence_wav(0.5)).decode(),
+                                                    "format": "wav"}}
+    r = http.post("/v1/chat/completions", json=media_chat([audio] * 3))
+    assert "media.max_audio_parts" in error_of(r, 413)["message"]
+
+
+def test_media_over_the_request_total_is_refused_before_any_is_read(http, request_log_dir):
+    """Three 3000x3000 images: each under the per-image limit, 27 MP together over the request's 20 MP.
+    Every image is decoded and counted before OCR starts: not one was read."""
+    big = {"type": "image_url", "image_url": {"url": png_url(blank_png(3000, 3000))}}
+    r = http.post("/v1/chat/completions", json=media_chat([big] * 3), headers={"x-request-id": "pixels-27mp"})
+    body = error_of(r, 413)
+    assert "27000000 pixels" in body["message"] and "media.max_request_pixels" in body["message"]
+    assert body["param"] == "messages.0.content.3.image_url.url"
+    assert the_line(request_log_dir, "pixels-27mp")["calls"] == []
+    long = {"type": "input_audio", "input_audio": {"data": base64.b64encode(silence_wav(25.0)).decode(),
+                                                   "format": "wav"}}
+    r = http.post("/v1/chat/completions", json=media_chat([long, long]))
+    assert "media.max_request_audio_seconds" in error_of(r, 413)["message"]

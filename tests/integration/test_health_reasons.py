@@ -1,10 +1,11 @@
-"""A deployment that fails to start shows Serve's own reason in /api/health, not only
-`DeploymentUnavailableError`."""
+"""A deployment that fails to start shows Serve's own reason in /api/admin/health, not only
+`DeploymentUnavailableError`; the public /api/health gives its status and a reason class, never the
+model's path."""
 
 import httpx
 import pytest
 
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import ADMIN_TOKEN, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +27,19 @@ def test_health_names_the_reason_a_deployment_failed_to_start(ray_serve):
         with pytest.raises(RuntimeError, match="Deploying application ghosts failed"):
             serve.run(build_app(config), name="ghosts", route_prefix="/ghosts")
 
-        def health():
-            r = httpx.get(f"{ray_serve}/ghosts/api/health", timeout=30)
+        def health(path="/api/health", headers=None):
+            r = httpx.get(f"{ray_serve}/ghosts{path}", timeout=30, headers=headers)
             body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
             return body if body and "models" in body else None  # not an error body from a replica still starting
 
-        report = wait_until(health, 60, "the failed application's ingress answers /api/health")
+        public = wait_until(health, 60, "the failed application's ingress answers /api/health")
+        seen = public["models"]["ghost"]
+        assert (seen["route"], seen["status"], seen["reason"]) == ("llm", "error", "deployment_failed")
+        assert not {"error", "probe_error", "deployment"} & set(seen)
+        assert MISSING not in str(public) and "ghost.gguf" not in str(public)
+        assert public["models"]["espeak"]["status"] == "ok" and public["models"]["espeak"]["reason"] is None
+        assert httpx.get(f"{ray_serve}/ghosts/api/admin/health", timeout=30).status_code == 401
+        report = health("/api/admin/health", {"authorization": f"Bearer {ADMIN_TOKEN}"})
         ghost = report["models"]["ghost"]
         assert ghost["status"] == "error"
         assert ghost["deployment"]["status"] == "DEPLOY_FAILED"

@@ -5,6 +5,8 @@ import json
 import httpx
 import pytest
 
+from tests.integration.conftest import ADMIN_TOKEN
+
 pytestmark = pytest.mark.integration
 
 CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
@@ -29,10 +31,14 @@ def test_deep_health_reports_every_model(http):
                                    "kokoro", "piper", "espeak", "rapidocr", "tesseract", "web", "local", "router"}
     assert body["models"]["smollm2"]["breaker"] == "closed"
     for name, model in body["models"].items():
+        assert "error" not in model  # the public view: a reason class, no error text (it may hold addresses)
         if name == "web":
-            assert model["status"] == "error" and "web search failed" in model["error"]
+            assert model["status"] == "error" and model["reason"] == "ModelError"
         else:
-            assert model["status"] == "ok" and model["latency_ms"] > 0 and model["error"] is None
+            assert model["status"] == "ok" and model["latency_ms"] > 0 and model["reason"] is None
+    admin = http.get("/api/admin/health", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    assert "web search failed" in admin["models"]["web"]["error"] and admin["models"]["smollm2"]["error"] is None
+    assert http.get("/api/admin/health").status_code == 401
     assert http.get("/api/health/live").json() == {"status": "alive"}
 
 

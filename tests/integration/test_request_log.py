@@ -11,8 +11,9 @@ import httpx
 import openai
 import pytest
 
-from serve_app.request_log.reader import read_feedback, read_lines
+from serve_app.request_log.reader import read_feedback
 from tests.integration.conftest import ADMIN_TOKEN, wait_until
+from tests.integration.request_lines import lines_for, the_line
 
 pytestmark = pytest.mark.integration
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -22,16 +23,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def lines_for(log_dir, request_id: str) -> list[dict]:
-    return [line for line in read_lines(log_dir) if line["request_id"] == request_id]
-
-
-def the_line(log_dir, request_id: str) -> dict:
-    """The one line of a request (the line is written before its answer's last bytes leave, so it
-    is there when the client has the answer; waiting only covers a client that left early)."""
-    lines = wait_until(lambda: lines_for(log_dir, request_id), 30, f"log line of {request_id}")
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_an_openai_client_chat_is_one_full_line(switchboard, request_log_dir):
