@@ -99,9 +99,11 @@ app = FastAPI(
     responses=ERROR_RESPONSES,
 )
 app.state.max_body_bytes = 25 * 1024 * 1024
+app.state.max_body_bytes_in_flight = 256 * 1024 * 1024
 app.state.request_log = None
 app.state.on_line = None
-app.add_middleware(BodyLimitMiddleware, limit=lambda: app.state.max_body_bytes)
+app.add_middleware(BodyLimitMiddleware, limit=lambda: app.state.max_body_bytes,
+                   in_flight=lambda: app.state.max_body_bytes_in_flight)
 # Around everything but the request id: every request, whatever its end (a 413 too), gets its line.
 app.add_middleware(RequestLogMiddleware, log=lambda: app.state.request_log,
                    on_line=lambda line: app.state.on_line(line) if app.state.on_line else None)
@@ -152,6 +154,7 @@ class SwitchboardIngress:
         self._chat = ChatService(self._roster, self._router, self._audio, self._vision, self._search,
                                  self._committee)
         app.state.max_body_bytes = config.limits.max_body_bytes
+        app.state.max_body_bytes_in_flight = config.limits.max_body_bytes_in_flight
         probes = {name: (specs[name].family, partial(self._roster.probe, name)) for name in clients}
         probes["router"] = ("router", self._router.probe)
         self._health = HealthMonitor(probes, timeout_s=config.health.probe_timeout_s, cache_s=config.health.cache_s)

@@ -12,6 +12,9 @@ from graphs.deadline import Deadline
 from serve_app.model_client import ModelClient, ModelStream, translate
 from vocabulary.calls import PROBE_CALL, ChatCall
 from vocabulary.errors import ModelError, SwitchboardError, UpstreamError
+from vocabulary.special_tokens import marker_pattern, neutralise_messages
+
+COMMON_PATTERN = marker_pattern()
 
 
 def model_client(spec, handle) -> "ModelClient":
@@ -83,7 +86,9 @@ class VLLMAdapter:
             ChatCompletionRequest,
         )
 
-        return ChatCompletionRequest(model=self.served_model_name, messages=call.messages, stream=stream,
+        # vLLM applies the model's template itself: the common chat markers are kept out of client text
+        messages = neutralise_messages(call.messages, COMMON_PATTERN)
+        return ChatCompletionRequest(model=self.served_model_name, messages=messages, stream=stream,
                                      **call.sampling())
 
     @staticmethod

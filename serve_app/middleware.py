@@ -1,5 +1,7 @@
 """Pure ASGI middleware: request ids (in the ingress, and ahead of Serve's own HTTP servers), and
-the body-size limit (413 before parsing)."""
+the body limits: one body over its size limit is a 413 before parsing; the bodies a replica holds at
+once (every request in flight keeps its body until it ends) are bounded too, and a request whose body
+would pass that bound is shed at once with a 503 and `retry-after` instead of growing the memory."""
 
 from __future__ import annotations
 
@@ -9,61 +11,100 @@ import re
 import uuid
 from typing import Callable
 
-from vocabulary.errors import PayloadTooLarge, error_body
+from vocabulary.errors import PayloadTooLarge, ServiceUnavailable, error_body
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app, limit: Callable[[], int]) -> None:
+    """`limit()`: the largest body of one request; `in_flight()`: the most body bytes all the requests
+    in flight may hold together (None: no bound). `held` is what they hold now. A shed request gets
+    its request-log line (status 503, `overloaded`) like any other, and is counted with it."""
+
+    def __init__(self, app, limit: Callable[[], int], in_flight: Callable[[], int | None] = lambda: None) -> None:
         self.app = app
         self.limit = limit
+        self.in_flight = in_flight
+        self.held = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.limit()
+        limit, bound = self.limit(), self.in_flight()
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await self._reject(scope, send, int(declared), limit)
+        reserved = 0  # what this request counts in `held`: its declared length, then what it received
 
-        # Read the whole body here (the app would buffer it anyway), so an oversized chunked
-        # body is refused before any parsing and the app sees an ordinary request.
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            received += len(body)
-            if received > limit:
-                return await self._reject(scope, send, received, limit)
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replayed = False
+        def reserve(size: int) -> bool:
+            nonlocal reserved
+            if size <= reserved:
+                return True
+            if bound is not None and self.held + size - reserved > bound:
+                return False
+            self.held += size - reserved
+            reserved = size
+            return True
 
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
+        try:
+            if declared is not None and declared.isdigit() and not reserve(int(declared)):
+                return await self._shed(scope, send, int(declared), bound)
+            # Read the whole body here (the app would buffer it anyway), so an oversized chunked
+            # body is refused before any parsing and the app sees an ordinary request.
+            chunks: list[bytes] = []
+            received = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body = message.get("body", b"")
+                received += len(body)
+                if received > limit:
+                    return await self._reject(scope, send, received, limit)
+                if not reserve(received):
+                    return await self._shed(scope, send, received, bound)
+                chunks.append(body)
+                if not message.get("more_body", False):
+                    break
+            replayed = False
 
-        await self.app(scope, replay, send)
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+        finally:
+            self.held -= reserved
 
     async def _reject(self, scope, send, size: int, limit: int) -> None:
         request_id = scope.get("state", {}).get("request_id")
         logger.warning("request body too large", extra={"request_id": request_id, "path": scope.get("path"),
                                                         "body_bytes": size, "limit_bytes": limit})
-        err = PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes")
-        payload = json.dumps(error_body(err)).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
+        await _send_error(send, PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes"))
+
+    async def _shed(self, scope, send, size: int, bound: int | None) -> None:
+        request_id = scope.get("state", {}).get("request_id")
+        logger.warning("request shed: bodies in flight at their bound", extra={
+            "request_id": request_id, "path": scope.get("path"), "body_bytes": size, "held_bytes": self.held,
+            "bound_bytes": bound})
+        err = ServiceUnavailable(f"the service holds {self.held} bytes of request bodies, its bound is {bound}: "
+                                 "retry shortly", code="overloaded")
+        await _send_error(send, err, [(b"retry-after", str(SHED_RETRY_AFTER_S).encode())])
+
+
+SHED_RETRY_AFTER_S = 1
+
+
+async def _send_error(send, err, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
+    payload = json.dumps(error_body(err)).encode()
+    await send({"type": "http.response.start", "status": err.http_status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            *extra_headers]})
+    await send({"type": "http.response.body", "body": payload})
 
 
 

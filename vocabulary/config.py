@@ -83,11 +83,22 @@ class IngressSpec(StrictModel):
 
 class LimitSpec(StrictModel):
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Larger request bodies get 413.")
+    max_body_bytes_in_flight: int = Field(
+        256 * 1024 * 1024, gt=0, description="Request bodies one ingress replica holds at once (every request in "
+                                             "flight keeps its body); a request that would pass it gets 503 with "
+                                             "retry-after at once. At least max_body_bytes.")
     max_messages: int = Field(256, ge=1)
     max_output_tokens: int = Field(4096, ge=1, description="A larger max_tokens is lowered to this.")
     max_embedding_inputs: int = Field(256, ge=1, description="More inputs in one /v1/embeddings request get 400.")
     max_embedding_chars: int = Field(
         8192, ge=1, description="A longer /v1/embeddings input gets 413 (the embedding model reads 256 tokens).")
+
+    @model_validator(mode="after")
+    def _bodies_fit(self) -> "LimitSpec":
+        if self.max_body_bytes_in_flight < self.max_body_bytes:
+            raise ValueError(f"limits.max_body_bytes_in_flight ({self.max_body_bytes_in_flight}) must be at least "
+                             f"limits.max_body_bytes ({self.max_body_bytes}): one largest body must fit")
+        return self
 
 
 class ImageFetchSpec(StrictModel):

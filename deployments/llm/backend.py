@@ -52,6 +52,6 @@ class LLMBackend(Protocol):
 
     def special_texts(self) -> list[str]:
         """The strings its tokenizer reads as special tokens (empty when unknown: an upstream server);
-        deployments/llm/special_tokens.py keeps them out of client text."""
+        vocabulary/special_tokens.py keeps them out of client text."""
 
     async def close(self) -> None: ...

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 
 from deployments.base import ModelDeployment
 from deployments.llm.backend import LLMBackend
-from deployments.llm.special_tokens import marker_pattern, neutralise_messages
+from vocabulary.special_tokens import marker_pattern, neutralise_messages
 from deployments.llm.tool_calls import needs_tool_rewrite, stream_tool_calls, tool_call_request
 from vocabulary.calls import PROBE_CALL, ChatCall
 from vocabulary.chat_chunks import assemble

@@ -82,3 +82,63 @@ def test_unexpected_errors_hide_internals():
 def test_unknown_route_is_openai_shaped_404():
     r = make_app().get("/nope")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+async def test_the_bodies_in_flight_are_bounded_and_the_excess_is_shed_at_once():
+    """Bound 1500 bytes: requests hold their bodies until they end; one that would pass the bound gets
+    503 `overloaded` with retry-after before its body is kept, a declared or a chunked one; an ended or
+    cancelled request gives its bytes back."""
+    import asyncio
+
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limiter = BodyLimitMiddleware(app, limit=lambda: 1000, in_flight=lambda: 1500)
+
+    async def request(size: int, *, declared: bool = True, pieces: int = 1):
+        body = b"x" * size
+        messages = [{"type": "http.request", "body": body[i * size // pieces:(i + 1) * size // pieces],
+                     "more_body": i < pieces - 1} for i in range(pieces)]
+        headers = [(b"content-length", str(size).encode())] if declared else []
+        sent = []
+
+        async def receive():
+            return messages.pop(0) if messages else await asyncio.Event().wait()
+
+        async def send(message):
+            sent.append(message)
+
+        await limiter({"type": "http", "path": "/chat", "headers": headers}, receive, send)
+        start = sent[0]
+        return start["status"], dict(start["headers"]), json.loads(sent[1]["body"]) if start["status"] != 200 else None
+
+    first = asyncio.create_task(request(800))
+    await asyncio.sleep(0.01)
+    assert limiter.held == 800
+    status, headers, body = await asyncio.wait_for(request(800), 1)  # 1600 > 1500: shed, not queued
+    assert status == 503 and headers[b"retry-after"] == b"1" and body["error"]["code"] == "overloaded"
+    chunked = asyncio.create_task(request(600, declared=False, pieces=3))  # 1400: fits
+    await asyncio.sleep(0.01)
+    assert limiter.held == 1400
+    status, _, _ = await asyncio.wait_for(request(200, declared=False, pieces=2), 1)
+    assert status == 503 and limiter.held == 1400
+    release.set()
+    assert (await first)[0] == 200 and (await chunked)[0] == 200 and limiter.held == 0
+
+    release.clear()
+    stuck = asyncio.create_task(request(900))
+    await asyncio.sleep(0.01)
+    assert limiter.held == 900
+    stuck.cancel()  # the client left: its bytes come back
+    await asyncio.gather(stuck, return_exceptions=True)
+    assert limiter.held == 0
+    late = asyncio.create_task(request(1000))
+    await asyncio.sleep(0.01)
+    assert limiter.held == 1000
+    release.set()
+    assert (await late)[0] == 200 and limiter.held == 0

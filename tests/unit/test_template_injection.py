@@ -7,7 +7,7 @@ import pytest_asyncio
 
 from deployments.llm.llama_cpp_backend import LlamaCppBackend
 from deployments.llm.llama_cpp_plan import plan
-from deployments.llm.special_tokens import ZERO_WIDTH_SPACE, marker_pattern, neutralise, neutralise_messages
+from vocabulary.special_tokens import ZERO_WIDTH_SPACE, marker_pattern, neutralise, neutralise_messages
 from deployments.llm.transformers_backend import TransformersBackend
 from vocabulary import backend_specs
 from vocabulary.calls import ChatCall
