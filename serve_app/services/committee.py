@@ -14,6 +14,7 @@ from serve_app.media.audio import DecodedAudio
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart
 from serve_app.services.audio import AudioService
 from serve_app.services.context import RequestContext
+from serve_app.services.media_budget import check_part_counts
 from serve_app.services.roster import Roster
 from serve_app.services.vision import VisionService
 from vocabulary.calls import ChatCall, SearchCall, TranscribeCall, VisionCall
@@ -41,6 +42,7 @@ class CommitteeService:
 
     async def inputs(self, body: ChatCompletionRequest, ctx: RequestContext) -> tuple[list[bytes], list[DecodedAudio]]:
         """Every image and audio part, fetched, decoded and checked before any member runs."""
+        check_part_counts([p for m in body.messages for p in m.attachments()], self._roster.config.media)
         images, audios = [], []
         for i, message in enumerate(body.messages):
             for j, part in enumerate(message.attachments()):
