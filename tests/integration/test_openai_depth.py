@@ -103,6 +103,8 @@ def test_json_object_mode_gives_a_json_object(client, model):
 
 
 def _tool_round_trip(client, model, stream: bool):
+    """With the client's defaults (parallel calls allowed) the model may call the tool more than once:
+    every call is whole, and every call gets its result back."""
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
     if stream:
         chunks = list(client.chat.completions.create(model=model, messages=messages, tools=[WEATHER],
@@ -110,20 +112,27 @@ def _tool_round_trip(client, model, stream: bool):
         assert {c.model for c in chunks} == {model}
         deltas = [t for c in chunks if c.choices for t in (c.choices[0].delta.tool_calls or [])]
         assert deltas and deltas[0].id and deltas[0].function.name == "get_weather"
-        arguments = "".join(d.function.arguments or "" for d in deltas)
-        call_id, finish = deltas[0].id, [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+        by_index: dict[int, dict] = {}
+        for d in deltas:  # a call's id and name come first, then its argument fragments
+            entry = by_index.setdefault(d.index, {"id": d.id, "name": d.function.name, "arguments": ""})
+            entry["arguments"] += d.function.arguments or ""
+        calls = [(e["id"], e["name"], e["arguments"]) for _, e in sorted(by_index.items())]
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
     else:
         result = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER],
                                                 tool_choice="required")
         assert result.model == model
-        calls = result.choices[0].message.tool_calls
-        assert len(calls) == 1 and calls[0].function.name == "get_weather"
-        arguments, call_id, finish = calls[0].function.arguments, calls[0].id, result.choices[0].finish_reason
-    assert finish == "tool_calls"
-    jsonschema.validate(json.loads(arguments), WEATHER["function"]["parameters"])
+        calls = [(c.id, c.function.name, c.function.arguments) for c in result.choices[0].message.tool_calls]
+        finish = result.choices[0].finish_reason
+    assert finish == "tool_calls" and calls and len({call_id for call_id, _, _ in calls}) == len(calls)
+    for call_id, name, arguments in calls:
+        assert call_id and name == "get_weather"
+        jsonschema.validate(json.loads(arguments), WEATHER["function"]["parameters"])
     messages += [{"role": "assistant", "content": None, "tool_calls": [
-                     {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}]},
-                 {"role": "tool", "tool_call_id": call_id, "content": "Sunny, 24 degrees Celsius."}]
+                     {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                     for call_id, name, arguments in calls]}]
+    messages += [{"role": "tool", "tool_call_id": call_id, "content": "Sunny, 24 degrees Celsius."}
+                 for call_id, _, _ in calls]
     final = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER], tool_choice="none",
                                            max_tokens=40)
     assert final.choices[0].message.content.strip() and not final.choices[0].message.tool_calls
