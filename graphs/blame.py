@@ -7,8 +7,9 @@
   never counted; logged with its traceback.
 - MODEL: the model's own failure: an error it raised, an unusable output, or nothing produced for
   its whole stall limit (hung). Only these count on its breaker.
-- NONE: nothing to say about the model (skipped by an open breaker, cancelled, a prompt too long for
-  its context window, or an empty reading where another engine may read more): the chain moves on.
+- NONE: nothing to say about the model (skipped by an open breaker, cancelled, shed because its queue
+  is at its bound, a prompt too long for its context window, or an empty reading where another engine
+  may read more): the chain moves on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from graphs.breaker import CircuitOpen
 from graphs.deadline import Deadline, DeadlineExpired, _close
 from graphs.faults import InjectedFault
 from graphs.validators import EmptyReading, InvalidOutput, UnfitOutput
-from vocabulary.errors import DeadlineExceeded, PlatformError, SwitchboardError
+from vocabulary.errors import DeadlineExceeded, Overloaded, PlatformError, SwitchboardError
 
 T = TypeVar("T")
 
@@ -82,7 +83,7 @@ def too_long(exc: BaseException) -> bool:
 
 
 def blame(exc: BaseException, attempt: Attempt | None = None) -> Blame:
-    if isinstance(exc, (CircuitOpen, asyncio.CancelledError, EmptyReading, UnfitOutput)):
+    if isinstance(exc, (CircuitOpen, asyncio.CancelledError, EmptyReading, UnfitOutput, Overloaded)):
         return Blame.NONE
     if isinstance(exc, Stalled):
         return Blame.MODEL

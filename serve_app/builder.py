@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from ray import serve
 from ray.serve import Application
 
-from deployments.options import deployment_options
+from deployments.options import SHED, deployment_options
 from vocabulary.config import ModelSpec, SwitchboardConfig
 from vocabulary.errors import ConfigError
 
@@ -61,6 +61,8 @@ def ingress_options(config: SwitchboardConfig) -> dict[str, Any]:
         "ray_actor_options": spec.resources.ray_actor_options(),
         "autoscaling_config": spec.autoscaling.serve_dict(),
         "max_ongoing_requests": spec.max_ongoing_requests,
+        "max_queued_requests": spec.max_queued_requests,
+        "backpressure_config": SHED,
         "logging_config": config.logging.serve_dict(),
     }
 
@@ -81,4 +83,5 @@ def bind_router(config: SwitchboardConfig) -> Application:
     return serve.deployment(RouterDeployment, name="router", ray_actor_options=spec.resources.ray_actor_options(),
                             autoscaling_config=spec.autoscaling.serve_dict(),
                             max_ongoing_requests=spec.max_ongoing_requests,
+                            max_queued_requests=spec.max_queued_requests, backpressure_config=SHED,
                             logging_config=config.logging.serve_dict()).bind(spec)

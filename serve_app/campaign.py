@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from serve_app.auth import ADMIN_TOKEN_ENV
 from serve_app.campaign_files import CampaignError, CampaignFault, CampaignRequest
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
-ADMIN_TOKEN_ENV = "SWITCHBOARD_ADMIN_TOKEN"  # the ingress' (serve_app/ingress.py), without importing it
 ADMIN_TIMEOUT_S = 10.0
 
 

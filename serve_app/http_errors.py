@@ -28,6 +28,8 @@ def request_id_of(request: Request) -> str:
 
 
 def error_response(err: SwitchboardError, request: Request, headers: dict[str, str] | None = None) -> JSONResponse:
+    if err.retry_after_s is not None:
+        headers = {"retry-after": str(err.retry_after_s), **(headers or {})}
     return JSONResponse(error_body(err), status_code=err.http_status, headers=headers)
 
 

@@ -5,7 +5,6 @@ Routes parse HTTP and hand over to the services (serve_app/services), which hold
 
 import asyncio
 import base64
-import hmac
 import logging
 import os
 import time
@@ -22,7 +21,9 @@ from graphs.deadline import Deadline
 from graphs.faults import Fault
 from graphs.health import HealthMonitor, public_view, with_deployment_reasons
 from serve_app import http_errors, sse
+from serve_app.auth import check_admin
 from serve_app.chat_relay import relay
+from serve_app.client_keys import ClientKeyMiddleware, load_keys
 from serve_app.llm_server_client import model_client
 from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
@@ -65,13 +66,11 @@ from vocabulary.errors import (
     ModelNotFound,
     NotFound,
     ServiceUnavailable,
-    Unauthorized,
 )
 from vocabulary.resilience_config import FaultSpec
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DEADLINE_HEADER = "x-switchboard-deadline-ms"
-ADMIN_TOKEN_ENV = "SWITCHBOARD_ADMIN_TOKEN"
 
 
 def serve_request_id() -> str | None:
@@ -102,8 +101,11 @@ app.state.max_body_bytes = 25 * 1024 * 1024
 app.state.max_body_bytes_in_flight = 256 * 1024 * 1024
 app.state.request_log = None
 app.state.on_line = None
+app.state.client_keys = None
 app.add_middleware(BodyLimitMiddleware, limit=lambda: app.state.max_body_bytes,
                    in_flight=lambda: app.state.max_body_bytes_in_flight)
+# Before any body is read, inside the request log: a refused key or a 429 gets its line.
+app.add_middleware(ClientKeyMiddleware, keys=lambda: app.state.client_keys)
 # Around everything but the request id: every request, whatever its end (a 413 too), gets its line.
 app.add_middleware(RequestLogMiddleware, log=lambda: app.state.request_log,
                    on_line=lambda line: app.state.on_line(line) if app.state.on_line else None)
@@ -154,6 +156,7 @@ class SwitchboardIngress:
         self._chat = ChatService(self._roster, self._router, self._audio, self._vision, self._search,
                                  self._committee)
         app.state.max_body_bytes = config.limits.max_body_bytes
+        app.state.client_keys = load_keys(config.client_keys)
         app.state.max_body_bytes_in_flight = config.limits.max_body_bytes_in_flight
         probes = {name: (specs[name].family, partial(self._roster.probe, name)) for name in clients}
         probes["router"] = ("router", self._router.probe)
@@ -447,12 +450,7 @@ class SwitchboardIngress:
                                 param="model")
 
     def _admin(self, request: Request) -> None:
-        token = os.environ.get(ADMIN_TOKEN_ENV)
-        sent = request.headers.get("authorization", "")
-        if not token:
-            raise Unauthorized(f"admin endpoints are off: set {ADMIN_TOKEN_ENV} to enable them")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-            raise Unauthorized("a valid bearer token is required")
+        check_admin(request.headers.get("authorization"))
 
     @app.get("/api/health/live", summary="Cheap liveness of the ingress")
     async def live(self) -> dict[str, str]:

@@ -11,7 +11,7 @@ import re
 import uuid
 from typing import Callable
 
-from vocabulary.errors import PayloadTooLarge, ServiceUnavailable, error_body
+from vocabulary.errors import Overloaded, PayloadTooLarge, error_body
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
@@ -84,26 +84,23 @@ class BodyLimitMiddleware:
         request_id = scope.get("state", {}).get("request_id")
         logger.warning("request body too large", extra={"request_id": request_id, "path": scope.get("path"),
                                                         "body_bytes": size, "limit_bytes": limit})
-        await _send_error(send, PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes"))
+        await send_error(send, PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes"))
 
     async def _shed(self, scope, send, size: int, bound: int | None) -> None:
         request_id = scope.get("state", {}).get("request_id")
         logger.warning("request shed: bodies in flight at their bound", extra={
             "request_id": request_id, "path": scope.get("path"), "body_bytes": size, "held_bytes": self.held,
             "bound_bytes": bound})
-        err = ServiceUnavailable(f"the service holds {self.held} bytes of request bodies, its bound is {bound}: "
-                                 "retry shortly", code="overloaded")
-        await _send_error(send, err, [(b"retry-after", str(SHED_RETRY_AFTER_S).encode())])
+        await send_error(send, Overloaded(f"the service holds {self.held} bytes of request bodies, its bound is "
+                                           f"{bound}: retry shortly"))
 
 
-SHED_RETRY_AFTER_S = 1
-
-
-async def _send_error(send, err, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(send, err) -> None:
     payload = json.dumps(error_body(err)).encode()
+    retry = [(b"retry-after", str(err.retry_after_s).encode())] if err.retry_after_s is not None else []
     await send({"type": "http.response.start", "status": err.http_status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            *extra_headers]})
+                            *retry]})
     await send({"type": "http.response.body", "body": payload})
 
 

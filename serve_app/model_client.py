@@ -10,10 +10,13 @@ import asyncio
 import logging
 from typing import Any, AsyncIterator
 
+from ray.serve.exceptions import BackPressureError
+
 from graphs.deadline import Deadline, DeadlineExpired
 from vocabulary.errors import (
     DeadlineExceeded,
     ModelError,
+    Overloaded,
     PlatformError,
     SwitchboardError,
     as_switchboard_error,
@@ -30,6 +33,8 @@ _TRANSPORT_LIMITS = ("RESOURCE_EXHAUSTED", "larger than max", "message larger", 
 def translate(exc: BaseException, model: str) -> SwitchboardError:
     if isinstance(exc, DeadlineExpired):
         return DeadlineExceeded(f"model {model} did not answer within the request's deadline")
+    if isinstance(exc, BackPressureError):  # its queue is at max_queued_requests: shed, not failed
+        return Overloaded(f"model {model} is at its queue bound: {exc}")
     found = as_switchboard_error(exc)
     if found is not None:
         return found

@@ -19,9 +19,11 @@ FAMILY_STALL_MS = {"llm": 10_000, "router": 10_000, "vision": 60_000, "stt": 300
                    "clone": 120_000, "search": 15_000}
 
 
+from vocabulary.access_config import ClientKeysSpec
 from vocabulary.backend_specs import FAMILY_BACKENDS, BackendSpec
 from vocabulary.capabilities import Capabilities, CapabilityOverrides, engine_capabilities
 from vocabulary.config_base import (
+    QUEUE_DOC,
     AutoscalingSpec,
     ModelSource,
     ResourceSpec,
@@ -43,6 +45,7 @@ class ModelSpec(StrictModel):
     resources: ResourceSpec = ResourceSpec()
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     max_ongoing_requests: int = Field(8, ge=1)
+    max_queued_requests: int = Field(32, ge=-1, description=QUEUE_DOC)
     probe_timeout_s: float = Field(10.0, gt=0, description="Deadline of the start-up and health probes.")
     stall_timeout_ms: int | None = Field(
         None, gt=0, description="A model that produces nothing for this long is hung: the chain moves on and it "
@@ -79,6 +82,9 @@ class IngressSpec(StrictModel):
     resources: ResourceSpec = ResourceSpec(num_cpus=0.25)
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     max_ongoing_requests: int = Field(256, ge=1)
+    max_queued_requests: int = Field(
+        512, ge=-1, description="Requests Serve's proxy keeps waiting for a free ingress replica; past it the proxy "
+                                "answers 503 with retry-after at once. -1: no bound.")
 
 
 class LimitSpec(StrictModel):
@@ -179,6 +185,7 @@ class SwitchboardConfig(StrictModel):
     committee: CommitteeSpec = CommitteeSpec()
     media: MediaSpec = MediaSpec()
     stt: SttSpec = SttSpec()
+    client_keys: ClientKeysSpec = ClientKeysSpec()
     voice_aliases: dict[str, str] = Field(
         default_factory=dict,
         description="Voice name a client sends (e.g. OpenAI's 'alloy') -> a configured voice. OpenAI's voice "

@@ -7,6 +7,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+QUEUE_DOC = ("Requests one caller (an ingress replica) keeps waiting for a free replica of this deployment; past it "
+             "a request is shed at once (503 overloaded, retry-after) and a failover chain tries its next model. "
+             "-1: no bound.")
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors; configs are immutable once loaded."""
 

@@ -17,6 +17,7 @@ class SwitchboardError(Exception):
     error_type = "internal_error"
     code = "internal_error"
     retryable = False
+    retry_after_s: int | None = None  # sent as the `retry-after` header when set
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  http_status: int | None = None) -> None:
@@ -64,6 +65,24 @@ class Unauthorized(SwitchboardError):
     http_status = 401
     error_type = "authentication_error"
     code = "unauthorized"
+
+
+class Forbidden(SwitchboardError):
+    http_status = 403
+    error_type = "permission_error"
+    code = "forbidden"
+
+
+class RateLimited(SwitchboardError):
+    """A client key over its requests or tokens per minute; `retry_after_s` says when it has room."""
+
+    http_status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ConfigError(SwitchboardError):
@@ -116,6 +135,14 @@ class ServiceUnavailable(SwitchboardError):
     error_type = "service_unavailable"
     code = "service_unavailable"
     retryable = True
+
+
+class Overloaded(ServiceUnavailable):
+    """Shed at once instead of queued without bound: a deployment's queue is at its bound (Serve's
+    max_queued_requests) or the ingress holds too much. Not the model's failure; retry shortly."""
+
+    code = "overloaded"
+    retry_after_s = 1
 
 
 def as_switchboard_error(exc: BaseException) -> SwitchboardError | None:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from vocabulary.backend_specs import LlamaCppBackend, UpstreamBackend
 from vocabulary.config_base import (
+    QUEUE_DOC,
     AutoscalingSpec,
     ModelSource,
     ResourceSpec,
@@ -65,4 +66,5 @@ class RouterSpec(StrictModel):
     resources: ResourceSpec = ResourceSpec(num_cpus=0.25)
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     max_ongoing_requests: int = Field(64, ge=1)
+    max_queued_requests: int = Field(256, ge=-1, description=QUEUE_DOC)
     choice: ChoiceSpec = ChoiceSpec()

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any, AsyncIterator
 
 from deployments.base import ModelDeployment
-from deployments.llm.backend import LLMBackend
+from deployments.llm.backend import ANSWERING_S, LLMBackend
 from vocabulary.special_tokens import marker_pattern, neutralise_messages
 from deployments.llm.tool_calls import needs_tool_rewrite, stream_tool_calls, tool_call_request
 from vocabulary.calls import PROBE_CALL, ChatCall
@@ -102,7 +102,16 @@ class LLMDeployment(ModelDeployment):
         counters = self._backend.counters.as_dict()
         return {"model": self._spec.name, "ongoing": counters["engine_active"], **counters}
 
+    async def check_health(self) -> None:
+        if not self._backend.counters.answering(ANSWERING_S):
+            await super().check_health()
+
     async def _probe_once(self) -> None:
+        """A tiny chat, unless the engine is answering now: the probe would wait behind that answer
+        (in-process engines serve one at a time) or cut it short (llama-cpp-python's server ends a
+        stream when another request arrives)."""
+        if self._backend.counters.answering(ANSWERING_S):
+            return
         result = await self.chat(ChatCall(request_id="probe", budget_s=self._spec.probe_timeout_s, **PROBE_CALL))
         if not result.get("choices"):
             raise ModelError(f"probe of {self._spec.name} returned no choices")

@@ -66,7 +66,7 @@ class LlamaCppBackend:
         async with self._lock:
             generation = None
             failed = False
-            self.counters.active += 1
+            self.counters.began()
             try:
                 generation = await self._run(
                     lambda: Generation(llama, plan(llama, self._formatter, call), self._closers, self.counters))
@@ -82,7 +82,7 @@ class LlamaCppBackend:
                 logger.exception("llama.cpp generation failed", extra={"request_id": call.request_id})
                 raise ModelError(f"llama.cpp failed: {type(exc).__name__}") from exc
             finally:
-                self.counters.active -= 1
+                self.counters.ended()
                 if generation is not None and not generation.finished and not failed:
                     self.counters.cancelled += 1
                 cancel.set()  # a step still running sees it; no further step starts

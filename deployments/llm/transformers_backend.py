@@ -142,7 +142,7 @@ class TransformersBackend:
             plan = await self._thread.run(self._plan, call)
             stream = TokenStream(self._tokenizer, self._token_bytes, call.stop, plan.recorder,
                                  call.top_logprobs or 0, cancel, self.counters)
-            self.counters.active += 1
+            self.counters.began()
             generation = asyncio.ensure_future(
                 self._thread.run(self._generate, plan, call, stream, stream.found_stop, cancel))
             role = {"role": "assistant"}
@@ -166,7 +166,7 @@ class TransformersBackend:
                                   "total_tokens": plan.prompt_tokens + produced}
                 yield final
             finally:
-                self.counters.active -= 1
+                self.counters.ended()
                 if not finished and not cancel.is_set():
                     self.counters.cancelled += 1
                 cancel.set()  # generation stops at its next token; the engine thread serialises the next call

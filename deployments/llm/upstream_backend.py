@@ -46,8 +46,9 @@ class UpstreamBackend:
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
         client = self._require()
-        seen = False
+        seen = finished = False
         pieces, usage = 0, False
+        self.counters.began()
         try:
             async with client.stream(
                 "POST", "/chat/completions", json=self._body(call, True), timeout=self._timeout(call)
@@ -59,6 +60,12 @@ class UpstreamBackend:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        if not finished:  # llama-cpp-python's server ends a stream so when another request comes
+                            raise UpstreamError(
+                                "upstream ended the stream without a finish reason: the answer is incomplete "
+                                "(llama-cpp-python's server cuts a stream when another request arrives, unless "
+                                "started with --interrupt_requests false)",
+                                http_status=502, code="upstream_stream_incomplete")
                         if not usage:  # the server does not report usage (llama-cpp-python's does not)
                             yield _estimated_usage(call, pieces)
                         return
@@ -69,6 +76,7 @@ class UpstreamBackend:
                     if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()):
                         self.counters.produced(1, _NEVER)
                         pieces += 1
+                    finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or ())
                     usage = usage or bool(chunk.get("usage"))
                     seen = True
                     yield chunk
@@ -84,6 +92,8 @@ class UpstreamBackend:
             if not seen:  # it hung up before any event (llama.cpp's server does, on a prompt over its window)
                 await self._raise_why_empty(call)
             raise ModelError(f"upstream {self._spec.base_url} failed: {type(exc).__name__}") from exc
+        finally:
+            self.counters.ended()
 
     async def _raise_why_empty(self, call: ChatCall) -> None:
         """The same request, not streamed: an upstream that refuses it says why (a 400 with its
@@ -100,6 +110,8 @@ class UpstreamBackend:
         return []  # the server's tokenizer is not known here: the common markers only
 
     async def check(self) -> None:
+        """GET /models; the deployment does not call it while an answer streams, which
+        llama-cpp-python's server (interrupt_requests on, its default) would cut short."""
         client = self._require()
         try:
             resp = await client.get("/models", timeout=5.0)

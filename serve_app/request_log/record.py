@@ -23,6 +23,7 @@ class RequestRecord:
     error_code: str | None = None
     stream: bool = False
     client_gone: bool = False
+    client: dict[str, str] | None = None  # the client key's name and hash prefix, when keys are on
     ctx: Any = None  # the RequestContext, once the handler made one
     text: str | None = None  # the user's text, redacted into the excerpt
     redaction: Any = None  # a concurrent Future of (redacted text, counts), started when the text is known
@@ -49,6 +50,7 @@ class RequestRecord:
             "attachments": attachments_of(ctx), "choice": list(getattr(ctx, "choices", ()) or ()) or None,
             "committee": getattr(ctx, "committee", None),
             "stream": self.stream, "client_gone": self.client_gone, "replica": self.replica,
+            "client": self.client,
         }
 
 

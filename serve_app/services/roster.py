@@ -24,6 +24,7 @@ from vocabulary.errors import (
     DeadlineExceeded,
     InvalidRequest,
     ModelNotFound,
+    Overloaded,
     ServiceUnavailable,
     SwitchboardError,
 )
@@ -311,4 +312,7 @@ def exhausted(family: str, exc: ChainExhausted, ctx: RequestContext,
         return DeadlineExceeded(f"the request's deadline passed before a {family} model answered: {exc}")
     if exc.failures and all(isinstance(f.error, CircuitOpen) for f in exc.failures):
         return ServiceUnavailable(f"{family}: every model's circuit breaker is open: {exc}", code="circuit_open")
+    if any(isinstance(f.error, Overloaded) for f in exc.failures) and all(
+            isinstance(f.error, (Overloaded, CircuitOpen)) for f in exc.failures):
+        return Overloaded(f"{family}: every model is at its queue bound or its breaker is open: {exc}")
     return ServiceUnavailable(f"{family}: no model could answer: {exc}", code="all_models_failed")

