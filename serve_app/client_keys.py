@@ -137,6 +137,13 @@ def _open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith("/api/admin/") or not path.startswith(("/v1/", "/api/"))
 
 
+def _app_path(scope) -> str:
+    """The path inside the app: under a route prefix, Serve keeps the prefix in `path` and names it
+    in `root_path`."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 def request_tokens(record) -> int:
     ctx = getattr(record, "ctx", None)
     return sum((c.get("tokens_in") or 0) + (c.get("tokens_out") or 0)
@@ -152,7 +159,7 @@ class ClientKeyMiddleware:
 
     async def __call__(self, scope, receive, send):
         book = self.keys() if scope["type"] == "http" else None
-        if book is None or _open(scope.get("path", "")):
+        if book is None or _open(_app_path(scope)):
             return await self.app(scope, receive, send)
         header = next((v for k, v in scope.get("headers") or [] if k.lower() == b"authorization"), None)
         token = bearer(header.decode("latin-1") if header is not None else None)
