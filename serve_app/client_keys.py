@@ -133,8 +133,12 @@ def load_keys(spec: ClientKeysSpec) -> KeyBook | None:
     return KeyBook(keys, spec) if keys else None
 
 
-def _open(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith("/api/admin/") or not path.startswith(("/v1/", "/api/"))
+ADMIN_WRITES = {("PUT", "/api/flags")}  # admin endpoints outside /api/admin/: the admin token guards them
+
+
+def _open(method: str, path: str) -> bool:
+    return (path in OPEN_PATHS or path.startswith("/api/admin/") or (method, path) in ADMIN_WRITES
+            or not path.startswith(("/v1/", "/api/")))
 
 
 def _app_path(scope) -> str:
@@ -159,7 +163,7 @@ class ClientKeyMiddleware:
 
     async def __call__(self, scope, receive, send):
         book = self.keys() if scope["type"] == "http" else None
-        if book is None or _open(_app_path(scope)):
+        if book is None or _open(scope.get("method", ""), _app_path(scope)):
             return await self.app(scope, receive, send)
         header = next((v for k, v in scope.get("headers") or [] if k.lower() == b"authorization"), None)
         token = bearer(header.decode("latin-1") if header is not None else None)

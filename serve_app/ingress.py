@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Body, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
@@ -24,6 +24,7 @@ from serve_app import http_errors, sse
 from serve_app.auth import check_admin
 from serve_app.chat_relay import relay
 from serve_app.client_keys import ClientKeyMiddleware, load_keys
+from serve_app.flags.in_force import FlagsInForce, start_flags
 from serve_app.llm_server_client import model_client
 from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
@@ -71,6 +72,7 @@ from vocabulary.resilience_config import FaultSpec
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DEADLINE_HEADER = "x-switchboard-deadline-ms"
+SESSION_HEADER = "x-session-id"  # what canaries split on, so a session stays on its variant
 
 
 def serve_request_id() -> str | None:
@@ -145,6 +147,9 @@ class SwitchboardIngress:
             app.state.request_log = log
             app.state.on_line = self._metrics.observe
         self._roster = Roster(config, clients, on_breaker_change=self._metrics.breaker_changed)
+        self._flags = start_flags(config)
+        if self._flags is not None:
+            self._roster.switches = self._flags.switches
         self._router = RouterService(config.router, self._roster, router_handle)
         await self._router.start()
         media = MediaPool()  # decodes, checks and encodes run here, off the event loop
@@ -452,6 +457,23 @@ class SwitchboardIngress:
     def _admin(self, request: Request) -> None:
         check_admin(request.headers.get("authorization"))
 
+    @app.get("/api/flags", summary="The feature flags in force (OpenFeature, from the flags file)")
+    async def get_flags(self) -> dict[str, Any]:
+        return self._require_flags().view()
+
+    @app.put("/api/flags", summary="Replace the flags file (needs the admin token); every replica reads it within "
+                                   "its poll interval")
+    async def put_flags(self, request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        self._admin(request)
+        flags = self._require_flags()
+        await asyncio.to_thread(flags.write, body)
+        return flags.view()
+
+    def _require_flags(self) -> "FlagsInForce":
+        if self._flags is None:
+            raise NotFound("feature flags are off: set flags.file in the config")
+        return self._flags
+
     @app.get("/api/health/live", summary="Cheap liveness of the ingress")
     async def live(self) -> dict[str, str]:
         return {"status": "alive"}
@@ -462,6 +484,9 @@ class SwitchboardIngress:
         """The request's context, tied to its log record; the user's text (if any) starts being
         redacted for the log's excerpt at once, while the models work."""
         ctx = RequestContext(http_errors.request_id_of(request), self._deadline(request))
+        client = getattr(getattr(request.state, "record", None), "client", None)
+        ctx.targeting_key = (request.headers.get(SESSION_HEADER) or (client or {}).get("key")
+                             or ctx.request_id)[:256]
         if text:
             ctx.learn(text=text)
         record = getattr(request.state, "record", None)

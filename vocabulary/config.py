@@ -165,6 +165,13 @@ class CommitteeSpec(StrictModel):
     agreement_threshold: float = Field(0.8, ge=0, le=1, description="Below this the OCR reading is uncertain.")
 
 
+class FlagsSpec(StrictModel):
+    file: str | None = Field(
+        None, description="Feature flags in flagd's format (serve_app/flags/switches.py lists them); read through "
+                          "OpenFeature. None: every switch keeps the config's value.")
+    poll_s: float = Field(1.0, gt=0, le=5, description="How often each ingress replica looks for a changed file.")
+
+
 class SwitchboardConfig(StrictModel):
     """The whole application: the roster and the ingress' policies."""
 
@@ -186,6 +193,7 @@ class SwitchboardConfig(StrictModel):
     media: MediaSpec = MediaSpec()
     stt: SttSpec = SttSpec()
     client_keys: ClientKeysSpec = ClientKeysSpec()
+    flags: FlagsSpec = FlagsSpec()
     voice_aliases: dict[str, str] = Field(
         default_factory=dict,
         description="Voice name a client sends (e.g. OpenAI's 'alloy') -> a configured voice. OpenAI's voice "

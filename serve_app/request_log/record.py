@@ -50,7 +50,7 @@ class RequestRecord:
             "attachments": attachments_of(ctx), "choice": list(getattr(ctx, "choices", ()) or ()) or None,
             "committee": getattr(ctx, "committee", None),
             "stream": self.stream, "client_gone": self.client_gone, "replica": self.replica,
-            "client": self.client,
+            "client": self.client, "variant": getattr(ctx, "variant", None),
         }
 
 

@@ -130,11 +130,14 @@ class ChatService:
         return prepared
 
     def _committee_intents(self, body: ChatCompletionRequest, decision: RouteDecision) -> list[str] | None:
-        """When the committee answers: image and audio together, or two intents too close to call."""
+        """When the committee answers: image and audio together (always: that is how both are read), or
+        two intents too close to call, unless the committee is turned off by its flag."""
         parts = [p for m in body.messages for p in m.attachments()]
         if any(isinstance(p, ImagePart) for p in parts) and any(isinstance(p, AudioPart) for p in parts):
             return []
         if decision.classifier in ("attachment", "model", "empty") or body.stream:
+            return None
+        if not self._roster.switches.committee_on():
             return None
         top = sorted(decision.scores.items(), key=lambda kv: kv[1], reverse=True)[:2]
         margin = self._roster.config.committee.margin

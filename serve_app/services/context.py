@@ -35,6 +35,8 @@ class RequestContext:
     choices: list[dict] = field(default_factory=list)  # chains the choice heads ordered (for the log)
     committee: dict | None = None  # the committee's members and how each ended, when one answered
     media: MediaTally = field(default_factory=MediaTally)  # decoded pixels and audio seconds so far
+    targeting_key: str | None = None  # what flags split traffic on: x-session-id, the client key, the request id
+    variant: dict | None = None  # the canary variant this request got, when a canary flag is set
 
     @property
     def degraded(self) -> bool:
@@ -49,7 +51,7 @@ class RequestContext:
         own answers and failures; its calls still go to the request's log line."""
         sub = RequestContext(self.request_id, deadline)
         sub.calls, sub.facts, sub.embedding, sub.choices = self.calls, self.facts, self.embedding, self.choices
-        sub.media = self.media
+        sub.media, sub.targeting_key, sub.variant = self.media, self.targeting_key, self.variant
         return sub
 
     def doubted(self, models: list[str]) -> frozenset[str]:
@@ -74,6 +76,8 @@ class RequestContext:
             out["x-switchboard-untrusted"] = "true"
         if self.failures:
             out["x-switchboard-failed"] = ",".join(dict.fromkeys(f.model for f in self.failures))
+        if self.variant:
+            out["x-switchboard-variant"] = f"{self.variant['flag']}={self.variant['variant']}"
         return out
 
     def summary(self) -> dict:

@@ -15,6 +15,7 @@ from graphs.failover import ChainExhausted, ChainResult, RetryPolicy, TimePolicy
 from graphs.faults import Fault, FaultBook, InjectedFault, RequestFacts
 from graphs.validators import EmptyReading, corrupt, structured, validate
 from vocabulary.chat_chunks import assemble, until_progress
+from serve_app.flags.switches import Switches
 from serve_app.model_client import ModelClient, ModelStream
 from serve_app.request_log.record import short_error
 from serve_app.services.context import RequestContext
@@ -87,16 +88,25 @@ class Roster:
         self.caps = {name: spec.caps() for name, spec in self.specs.items()}
         self.windows = {name: caps.context_window for name, caps in self.caps.items()}
         self.order_chain: Callable[[Family, list[str], RequestContext], list[str]] | None = None
+        self.switches = Switches(config)  # the ingress replaces it when a flags file is configured
 
     def chain(self, family: Family, requested: str | None = None, *, param: str = "model",
               ctx: RequestContext | None = None) -> list[str]:
         """The failover chain of `family`'s route; a model the client named goes first. The route's
         own chain (nobody named a model) is ordered for the request by `order_chain` when set (the
         model-choice heads), given the request's context."""
-        members, _ = self.config.chain(FAMILY_ROUTE[family])
+        route = FAMILY_ROUTE[family]
+        members, _ = self.config.chain(route)
+        if self.switches.on:
+            members = [m for m in members if self.switches.model_on(m)]
         if requested is None or requested == "auto" or OPENAI_MODEL_FAMILIES.get(requested) == family:
             if ctx is not None and self.order_chain is not None and len(members) > 1:
-                return self.order_chain(family, members, ctx)
+                members = self.order_chain(family, members, ctx)
+            canary = self.switches.canary(route, ctx.targeting_key or ctx.request_id) if ctx is not None else None
+            if canary is not None:
+                ctx.variant = canary.as_dict()
+                if canary.model in members:
+                    members = [canary.model, *(m for m in members if m != canary.model)]
             return members
         spec = self.specs.get(requested)
         if spec is None:
@@ -105,6 +115,10 @@ class Roster:
                                 param=param)
         if spec.family != family:
             raise InvalidRequest(f"model {requested!r} is a {spec.family} model, not a {family} model", param=param)
+        if not self.switches.model_on(requested):  # turned off by its flag: the route's other models answer
+            if ctx is not None:
+                ctx.reasons.append(f"model {requested} is turned off")
+            return members
         return [requested, *(m for m in members if m != requested)]
 
     def capable(self, chain: list[str], needs: list[str]) -> list[str]:

@@ -71,7 +71,8 @@ class RouterService:
             return chain
         choice = self._spec.choice
         ranked = order(chain, scores, prior_weight=choice.prior_weight, exploration=0.0, rng=self._rng)
-        ordered = order(chain, scores, prior_weight=choice.prior_weight, exploration=choice.exploration,
+        exploration = self._roster.switches.exploration(choice.exploration)
+        ordered = order(chain, scores, prior_weight=choice.prior_weight, exploration=exploration,
                         rng=self._rng)
         explored = next((m for m, r in zip(ordered, ranked) if m != r), None)
         doubted = sorted({m for m, s in scores.items() if s < choice.doubt_below} | ({explored} if explored else set()))

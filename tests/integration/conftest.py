@@ -54,9 +54,11 @@ OPENAI_TO_KOKORO = {"alloy": "af_alloy", "nova": "af_nova", "echo": "am_echo", "
 LLAMA_WINDOW, HF_WINDOW = 2048, 4096  # context windows of smollm2 (llama.cpp) and smollm2-hf (transformers)
 
 
-def roster_config(upstream_url: str, router_dir: str, log_dir: str = "logs/requests") -> dict:
+def roster_config(upstream_url: str, router_dir: str, log_dir: str = "logs/requests",
+                  flags_file: str | None = None) -> dict:
     return {
         "request_log": {"dir": log_dir},
+        "flags": {"file": flags_file, "poll_s": 0.5},
         "router": {"classifier": {"kind": "embedding", "artifact_dir": router_dir, "reload_check_s": 0.5},
                    "placement": "ingress", "min_confidence": 0.5},
         "ingress": {"resources": {"num_cpus": 0.1}},
@@ -172,12 +174,19 @@ def request_log_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def switchboard(ray_serve, llama_server, router_dir, request_log_dir):
+def flags_file(tmp_path_factory):
+    """The session app's flags file: absent at start (every switch as configured)."""
+    return tmp_path_factory.mktemp("flags") / "flags.json"
+
+
+@pytest.fixture(scope="session")
+def switchboard(ray_serve, llama_server, router_dir, request_log_dir, flags_file):
     """The real Switchboard app: base URL of a healthy service."""
     from ray import serve
 
     from serve_app.builder import build_app
 
-    serve.run(build_app(roster_config(llama_server, str(router_dir), str(request_log_dir))), name="switchboard", route_prefix="/")
+    config = roster_config(llama_server, str(router_dir), str(request_log_dir), str(flags_file))
+    serve.run(build_app(config), name="switchboard", route_prefix="/")
     wait_until(lambda: httpx.get(f"{ray_serve}/api/health/live", timeout=5).status_code == 200, 60, "switchboard")
     return ray_serve

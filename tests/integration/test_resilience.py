@@ -57,7 +57,7 @@ def test_admin_needs_the_token(http):
 def test_every_admin_endpoint_refuses_a_missing_and_a_wrong_token(http):
     paths = http.get("/openapi.json").json()["paths"]
     admin = [(method, path.replace("{model}", "smollm2")) for path, ops in paths.items()
-             if path.startswith("/api/admin/") for method in ops]
+             if path.startswith("/api/admin/") for method in ops] + [("put", "/api/flags")]
     assert len(admin) >= 8, admin
     for method, path in admin:
         for headers, status in (({}, 401), ({"authorization": "Bearer nope"}, 403),

@@ -1,0 +1,106 @@
+"""The flags the service reads, by name and type, evaluated through OpenFeature; without a flags file
+every switch gives the config's own value.
+
+| flag                     | type    | what it does                                                     |
+|--------------------------|---------|------------------------------------------------------------------|
+| `models.<name>.enabled`  | boolean | off: the model leaves every chain (named or routed) at once       |
+| `committee.enabled`      | boolean | off: two intents too close to call go to the top one's route only |
+| `router.exploration`     | float   | the model-choice heads' exploration rate, 0 to 1                  |
+| `canary.<route>`         | string  | a model of the route put first for the requests its variant gets |
+
+A canary flag's variants are model names ("" for the baseline order); `fractional` targeting splits
+the requests by their targeting key (x-session-id, else the client key, else the request id), so a
+session stays on its variant.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from openfeature.client import OpenFeatureClient
+from openfeature.evaluation_context import EvaluationContext
+
+from serve_app.flags.file_provider import FlagFile
+from vocabulary.config import SwitchboardConfig
+from vocabulary.routes import ROUTE_FAMILY
+
+_MODEL_FLAG = re.compile(r"^models\.(?P<name>[A-Za-z0-9._-]+)\.enabled$")
+_CANARY_FLAG = re.compile(r"^canary\.(?P<route>[a-z_]+)$")
+
+
+@dataclass(frozen=True)
+class Canary:
+    route: str
+    variant: str
+    model: str | None  # None: the baseline order
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"flag": f"canary.{self.route}", "variant": self.variant, "model": self.model}
+
+
+class Switches:
+    def __init__(self, config: SwitchboardConfig, client: OpenFeatureClient | None = None) -> None:
+        self._config = config
+        self._client = client
+
+    @property
+    def on(self) -> bool:
+        return self._client is not None
+
+    def model_on(self, name: str) -> bool:
+        return self._client is None or self._client.get_boolean_value(f"models.{name}.enabled", True)
+
+    def committee_on(self) -> bool:
+        return self._client is None or self._client.get_boolean_value("committee.enabled", True)
+
+    def exploration(self, default: float) -> float:
+        if self._client is None:
+            return default
+        return min(1.0, max(0.0, self._client.get_float_value("router.exploration", default)))
+
+    def canary(self, route: str, targeting_key: str) -> Canary | None:
+        if self._client is None:
+            return None
+        details = self._client.get_string_details(f"canary.{route}", "", EvaluationContext(targeting_key))
+        if details.variant is None:  # no such flag, or disabled
+            return None
+        return Canary(route, details.variant, details.value or None)
+
+
+def check_flags(config: SwitchboardConfig):
+    """The application's rules for a flags file: known flag names, the right types, models that exist
+    (and, for a canary, serve that route)."""
+    by_name = config.by_name()
+
+    def check(flags: FlagFile) -> None:
+        problems = []
+        for key, flag in flags.flags.items():
+            values = list(flag.variants.values())
+            if m := _MODEL_FLAG.match(key):
+                if m["name"] not in by_name:
+                    problems.append(f"{key}: no model {m['name']!r} in the roster")
+                if not all(isinstance(v, bool) for v in values):
+                    problems.append(f"{key}: variants must be true/false")
+            elif key == "committee.enabled":
+                if not all(isinstance(v, bool) for v in values):
+                    problems.append(f"{key}: variants must be true/false")
+            elif key == "router.exploration":
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values):
+                    problems.append(f"{key}: variants must be numbers from 0 to 1")
+            elif m := _CANARY_FLAG.match(key):
+                route = m["route"]
+                if route not in ROUTE_FAMILY:
+                    problems.append(f"{key}: no route {route!r} (routes: {sorted(ROUTE_FAMILY)})")
+                    continue
+                family = ROUTE_FAMILY[route]
+                for v in values:
+                    if not isinstance(v, str) or (v and (v not in by_name or by_name[v].family != family)):
+                        problems.append(f"{key}: variant value {v!r} is not a {family} model of the roster (or \"\")")
+            else:
+                problems.append(f"{key}: not a flag this service reads (models.<name>.enabled, committee.enabled, "
+                                "router.exploration, canary.<route>)")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    return check
