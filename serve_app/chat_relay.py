@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from graphs.blame import Blame, blame
 from graphs.failover import settle
@@ -22,9 +22,10 @@ logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 async def relay(chat: ChatService, body: ChatCompletionRequest, prepared, opened, chain,
-                ctx: RequestContext) -> AsyncIterator[str]:
+                ctx: RequestContext, done: Callable[[StreamState], None] | None = None) -> AsyncIterator[str]:
     """Relay the stream of each choice (n>1: one after another, each through the chain), then
-    the usage chunk when `stream_options.include_usage` asked for it, then [DONE]."""
+    the usage chunk when `stream_options.include_usage` asked for it, then [DONE]; then, the whole
+    answer sent, `done(state)`."""
     first = opened.first[0] if opened.first else {}
     state = StreamState(first.get("id", f"chatcmpl-{ctx.request_id}"), first.get("created", int(time.time())))
     for choice in range(body.n or 1):
@@ -46,6 +47,8 @@ async def relay(chat: ChatService, body: ChatCompletionRequest, prepared, opened
         yield sse.event({"id": state.id, "object": "chat.completion.chunk", "created": state.created,
                          "model": state.model, "choices": [], "usage": state.usage()})
     yield sse.DONE
+    if done is not None:
+        done(state)
 
 async def relay_choice(opened, chain, ctx: RequestContext, state: StreamState,
                        choice: int) -> AsyncIterator[str]:

@@ -43,6 +43,23 @@ def _print_requests(args) -> int:
     return 0
 
 
+def _traffic_report(args) -> int:
+    from serve_app import traffic_reports
+    from serve_app.request_log.reader import parse_since, read_feedback, read_lines, read_shadow, select
+
+    folder = log_dir(args.config, args.log_dir)
+    since = parse_since(args.since) if args.since else None
+    if args.command == "canary-report":
+        report = traffic_reports.canary_report(select(read_lines(folder), since=since), read_feedback(folder),
+                                               args.flag)
+        text = traffic_reports.format_canary(report)
+    else:
+        report = traffic_reports.shadow_report(select(read_shadow(folder), since=since))
+        text = traffic_reports.format_shadow(report)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n" if args.json else text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description="Switchboard tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,9 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     requests.add_argument("--intent", choices=["vision", "voice", "text", "search"])
     requests.add_argument("--limit", type=int, default=0, help="only the last N matching lines")
 
+    for name, what in (("canary-report", "compare a canary's variants from the request log (and feedback)"),
+                       ("shadow-report", "sum the shadow comparisons: agreement, latency and errors")):
+        report = sub.add_parser(name, help=what)
+        report.add_argument("--config", default=str(DEFAULT_CONFIG))
+        report.add_argument("--log-dir", help="the request log (default: the config's request_log.dir)")
+        report.add_argument("--since", help="an ISO time, or an age: 90s, 15m, 2h, 1d")
+        report.add_argument("--json", action="store_true")
+        if name == "canary-report":
+            report.add_argument("--flag", help="one canary flag (default: every one in the log)")
+
     args = parser.parse_args(argv)
     if args.command == "requests":
         return _print_requests(args)
+    if args.command in ("canary-report", "shadow-report"):
+        return _traffic_report(args)
     if args.command == "run":
         from serve_app.supervisor import run as run_supervised
 

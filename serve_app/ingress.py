@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from pydantic import ValidationError
 from ray import serve
 
@@ -25,6 +26,7 @@ from serve_app.auth import check_admin
 from serve_app.chat_relay import relay
 from serve_app.client_keys import ClientKeyMiddleware, load_keys
 from serve_app.flags.in_force import FlagsInForce, start_flags
+from serve_app.shadowing import ShadowRunner, answer_text
 from serve_app.llm_server_client import model_client
 from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
@@ -150,6 +152,7 @@ class SwitchboardIngress:
         self._flags = start_flags(config)
         if self._flags is not None:
             self._roster.switches = self._flags.switches
+        self._shadow = ShadowRunner(self._roster, config.shadow, self._shadow_line)
         self._router = RouterService(config.router, self._roster, router_handle)
         await self._router.start()
         media = MediaPool()  # decodes, checks and encodes run here, off the event loop
@@ -184,19 +187,29 @@ class SwitchboardIngress:
                                               "chat.completion.chunk", "content": {"application/json": {},
                                                                                    "text/event-stream": {}}}})
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
+        started = time.perf_counter()
         ctx = self._context(request, self._router.features(body).text)
         prepared = await self._chat.prepare(body, ctx)
         if prepared.committee is not None:
             return await self._committee_chat(body, prepared, ctx)
         headers = self._ignored(body, ctx)
+        shadow = self._shadow.model_for("text", ctx)
+
+        def shadow_job(text: str):
+            return self._chat.shadow_job(body, prepared, ctx, shadow, text,
+                                         round((time.perf_counter() - started) * 1000, 2))
+
         if body.stream:
             opened, chain = await self._chat.open_stream(body, prepared, ctx)
-            return StreamingResponse(relay(self._chat, body, prepared, opened, chain, ctx),
+            done = (lambda state: self._shadow.offer(shadow_job(state.first_text()))) if shadow else None
+            return StreamingResponse(relay(self._chat, body, prepared, opened, chain, ctx, done),
                                      media_type="text/event-stream", headers={**ctx.headers(), **headers})
         result = await self._chat.complete(body, prepared, ctx)
         result["switchboard"] = {**ctx.summary(), "route": prepared.decision.as_dict(),
                                  "attachments": prepared.reports}
-        return JSONResponse(result, headers={**ctx.headers(), **headers})
+        # The shadow's job is handed over once the answer is sent (a background task of the response).
+        later = BackgroundTask(self._shadow.hand_over, shadow_job(answer_text(result))) if shadow else None
+        return JSONResponse(result, headers={**ctx.headers(), **headers}, background=later)
 
     @app.post("/api/committee", summary="Ask several models at once (parallel, under the deadline), merge, "
                                         "and let the LLM answer", response_model=CommitteeResponse)
@@ -468,6 +481,12 @@ class SwitchboardIngress:
         flags = self._require_flags()
         await asyncio.to_thread(flags.write, body)
         return flags.view()
+
+    def _shadow_line(self, entry: dict[str, Any]) -> None:
+        """A shadow comparison: counted, and written beside the request log when there is one."""
+        self._metrics.shadow(entry)
+        if app.state.request_log is not None:
+            app.state.request_log.append_shadow(entry)
 
     def _require_flags(self) -> "FlagsInForce":
         if self._flags is None:

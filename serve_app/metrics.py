@@ -130,6 +130,7 @@ class IngressMetrics:
         self._model = TagValues(None if models is None else [*models, "committee"])
         self._endpoint = EndpointValues(endpoints)
         self._intent, self._classifier, self._code, self._head = TagValues(), TagValues(), TagValues(), TagValues()
+        self._flag_name, self._variant, self._route = TagValues(), TagValues(), TagValues()
         self._blame = TagValues([b.value for b in Blame])
 
         self._transitions = m.Counter(
@@ -175,6 +176,19 @@ class IngressMetrics:
         self._feedback = m.Counter(
             "switchboard_feedback", description="Feedback posted, by rating and whether it corrects the "
             "intent or model.", tag_keys=("rating", "corrected"))
+        self._variants = m.Counter(
+            "switchboard_canary_requests", description="Requests a canary flag split, by flag, variant, the "
+            "model that answered and the HTTP status.", tag_keys=("flag", "variant", "model", "status"))
+        self._variant_latency = m.Histogram(
+            "switchboard_canary_latency_ms", description="Whole-request time of the requests a canary flag "
+            "split, by flag and variant, milliseconds.", boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=("flag", "variant"))
+        self._shadows = m.Counter(
+            "switchboard_shadow_calls", description="Shadow calls, by route, shadow model and how they ended "
+            "(ok, error, timeout, dropped).", tag_keys=("route", "model", "status"))
+        self._shadow_similarity = m.Histogram(
+            "switchboard_shadow_similarity", description="Similarity of a shadow's answer to the primary's.",
+            boundaries=CONFIDENCE_BOUNDARIES, tag_keys=("route", "model"))
         self._router_version = m.Gauge(
             "switchboard_router_version", description="Version of the router head in use.", tag_keys=("head",))
         for model in models or ():
@@ -235,6 +249,22 @@ class IngressMetrics:
             self._committee_timeouts.inc(tags={"member": self._model(member)})
         if line.get("untrusted"):
             self._untrusted.inc(tags={"endpoint": endpoint})
+        variant = line.get("variant")
+        if isinstance(variant, dict):
+            tags = {"flag": self._flag_name(variant.get("flag")), "variant": self._variant(variant.get("variant"))}
+            self._variants.inc(tags={**tags, "model": model, "status": status})
+            if total is not None:
+                self._variant_latency.observe(total, tags=tags)
+
+    def shadow(self, entry: dict) -> None:
+        """One shadow comparison (serve_app/shadowing.py)."""
+        shadow = entry.get("shadow") or {}
+        tags = {"route": self._route(entry.get("route")), "model": self._model(shadow.get("model"))}
+        status = shadow.get("status")
+        self._shadows.inc(tags={**tags, "status": status if status in ("ok", "error", "timeout", "dropped")
+                                else OTHER})
+        if (similarity := _number(entry.get("similarity"))) is not None:
+            self._shadow_similarity.observe(similarity, tags=tags)
 
     def _observe_call(self, call: dict) -> None:
         model = self._model(call.get("model"))

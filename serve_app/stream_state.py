@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+KEPT_CHARS = 20_000
+
 
 class StreamState:
     """What a chat stream's relay keeps across its choices: one id for every chunk, the usage."""
@@ -13,6 +15,7 @@ class StreamState:
         self.outcome = "ok"
         self._usage: dict[int, dict[str, Any]] = {}  # choice -> its last usage (as a whole answer keeps it)
         self.chars: dict[int, int] = {}  # choice -> characters of content relayed (for the request log)
+        self._first: list[str] = []  # the first choice's content, up to KEPT_CHARS (for a shadow's comparison)
 
     def relabel(self, chunk: dict[str, Any], model: str, choice: int) -> bool:
         """Make `chunk` choice `choice`'s, keep its usage; False when nothing is left to send."""
@@ -24,8 +27,13 @@ class StreamState:
             c["index"] = choice
             content = (c.get("delta") or {}).get("content")
             if content:
+                if choice == 0 and self.chars.get(0, 0) < KEPT_CHARS:
+                    self._first.append(content)
                 self.chars[choice] = self.chars.get(choice, 0) + len(content)
         return bool(chunk.get("choices"))
+
+    def first_text(self) -> str:
+        return "".join(self._first)[:KEPT_CHARS]
 
     def choice_usage(self, choice: int) -> dict[str, Any]:
         return self._usage.get(choice) or {}

@@ -172,6 +172,16 @@ class FlagsSpec(StrictModel):
     poll_s: float = Field(1.0, gt=0, le=5, description="How often each ingress replica looks for a changed file.")
 
 
+class ShadowSpec(StrictModel):
+    """Requests also sent to a shadow model (the `shadow.<route>` flag names it) after the user's answer
+    is on its way; the shadow's answer is only logged, beside the primary's, with their similarity."""
+
+    max_queue: int = Field(32, ge=1, description="Shadow requests waiting at most; past it they are dropped "
+                                                 "(and counted), never queued for the user's request.")
+    concurrency: int = Field(1, ge=1, description="Shadow requests running at once per ingress replica.")
+    timeout_s: float = Field(60.0, gt=0, description="A shadow call taking longer is ended and logged as a timeout.")
+
+
 class SwitchboardConfig(StrictModel):
     """The whole application: the roster and the ingress' policies."""
 
@@ -194,6 +204,7 @@ class SwitchboardConfig(StrictModel):
     stt: SttSpec = SttSpec()
     client_keys: ClientKeysSpec = ClientKeysSpec()
     flags: FlagsSpec = FlagsSpec()
+    shadow: ShadowSpec = ShadowSpec()
     voice_aliases: dict[str, str] = Field(
         default_factory=dict,
         description="Voice name a client sends (e.g. OpenAI's 'alloy') -> a configured voice. OpenAI's voice "

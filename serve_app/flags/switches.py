@@ -7,6 +7,7 @@ every switch gives the config's own value.
 | `committee.enabled`      | boolean | off: two intents too close to call go to the top one's route only |
 | `router.exploration`     | float   | the model-choice heads' exploration rate, 0 to 1                  |
 | `canary.<route>`         | string  | a model of the route put first for the requests its variant gets |
+| `shadow.<route>`         | string  | a model also asked, after the answer left, for the log only       |
 
 A canary flag's variants are model names ("" for the baseline order); `fractional` targeting splits
 the requests by their targeting key (x-session-id, else the client key, else the request id), so a
@@ -26,7 +27,7 @@ from vocabulary.config import SwitchboardConfig
 from vocabulary.routes import ROUTE_FAMILY
 
 _MODEL_FLAG = re.compile(r"^models\.(?P<name>[A-Za-z0-9._-]+)\.enabled$")
-_CANARY_FLAG = re.compile(r"^canary\.(?P<route>[a-z_]+)$")
+_ROUTE_MODEL_FLAG = re.compile(r"^(?P<kind>canary|shadow)\.(?P<route>[a-z_]+)$")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,12 @@ class Switches:
             return None
         return Canary(route, details.variant, details.value or None)
 
+    def shadow(self, route: str, targeting_key: str) -> str | None:
+        """The model that shadows this request's route, if any (a fractional split picks the share)."""
+        if self._client is None:
+            return None
+        return self._client.get_string_value(f"shadow.{route}", "", EvaluationContext(targeting_key)) or None
+
 
 def check_flags(config: SwitchboardConfig):
     """The application's rules for a flags file: known flag names, the right types, models that exist
@@ -88,7 +95,7 @@ def check_flags(config: SwitchboardConfig):
             elif key == "router.exploration":
                 if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values):
                     problems.append(f"{key}: variants must be numbers from 0 to 1")
-            elif m := _CANARY_FLAG.match(key):
+            elif m := _ROUTE_MODEL_FLAG.match(key):
                 route = m["route"]
                 if route not in ROUTE_FAMILY:
                     problems.append(f"{key}: no route {route!r} (routes: {sorted(ROUTE_FAMILY)})")
@@ -99,7 +106,7 @@ def check_flags(config: SwitchboardConfig):
                         problems.append(f"{key}: variant value {v!r} is not a {family} model of the roster (or \"\")")
             else:
                 problems.append(f"{key}: not a flag this service reads (models.<name>.enabled, committee.enabled, "
-                                "router.exploration, canary.<route>)")
+                                "router.exploration, canary.<route>, shadow.<route>)")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from serve_app.request_log.writer import FEEDBACK_FILE, log_files
+from serve_app.request_log.writer import FEEDBACK_FILE, SHADOW_GLOB, log_files
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
@@ -30,6 +30,12 @@ def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
 
 def read_lines(folder: str | Path) -> Iterator[dict[str, Any]]:
     for path in log_files(Path(folder)):
+        yield from _json_lines(path)
+
+
+def read_shadow(folder: str | Path) -> Iterator[dict[str, Any]]:
+    """The shadow comparisons of every replica (serve_app/shadowing.py)."""
+    for path in log_files(Path(folder), SHADOW_GLOB):
         yield from _json_lines(path)
 
 

@@ -1,6 +1,7 @@
 """The request log's files: one per ingress replica, one line per request, each line one write(2)
 (so a killed replica leaves whole lines only), rotated by size. Lines are redacted and written on
-a thread of their own, never on the event loop. Feedback goes to feedback.jsonl beside them."""
+a thread of their own, never on the event loop. Feedback goes to feedback.jsonl beside them, and
+shadow comparisons (serve_app/shadowing.py) to shadow-<replica>.jsonl."""
 
 from __future__ import annotations
 
@@ -22,7 +23,49 @@ from vocabulary.request_log_config import RequestLogSpec
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 FEEDBACK_FILE = "feedback.jsonl"
 LOG_GLOB = "requests-*.jsonl*"
+SHADOW_GLOB = "shadow-*.jsonl*"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class RotatingFile:
+    """An append-only file of lines, each one write(2), rotated by size into .1, .2, ... (used from one
+    thread: the log's writer)."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self._fd: int | None = None
+        self._size = 0
+
+    def open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        if self._fd is None:
+            self.open()
+        elif self._size + len(data) > self.max_bytes and self._size:
+            self._rotate()
+        os.write(self._fd, data)  # one write: a line is in the file whole, or not at all
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        self._fd = None
+        if self.backups:
+            for n in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self.open()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class RequestLog:
@@ -31,8 +74,8 @@ class RequestLog:
         self.dir = project_path(spec.dir)
         self.replica = _UNSAFE.sub("_", replica)[:100] or "replica"
         self.path = self.dir / f"requests-{self.replica}.jsonl"
-        self._fd: int | None = None
-        self._size = 0
+        self._file = RotatingFile(self.path, spec.max_bytes, spec.backups)
+        self._shadow = RotatingFile(self.dir / f"shadow-{self.replica}.jsonl", spec.max_bytes, spec.backups)
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="request-log")
         self._redactor_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="redaction")
         self._redactor = None
@@ -43,7 +86,7 @@ class RequestLog:
     def start(self) -> None:
         """Open the file and load the redactor (slow: call it off the event loop)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._open()
+        self._file.open()
         if self.spec.redact == "presidio":
             from serve_app.request_log.redaction import Redactor
 
@@ -91,37 +134,20 @@ class RequestLog:
                 "request_id": line.get("request_id"), "error": f"{type(exc).__name__}: {exc}"[:300]})
             excerpt, pii = None, {"REDACTION_FAILED": 1}
         line["excerpt"], line["pii"] = excerpt, pii
+        self._append(self._file, line)
+
+    def append_shadow(self, entry: dict[str, Any]) -> concurrent.futures.Future:
+        """A shadow comparison (no text in it: sizes, timings and similarity), on the writer thread."""
+        return self._writer.submit(self._append, self._shadow, entry)
+
+    @staticmethod
+    def _append(file: RotatingFile, line: dict[str, Any]) -> None:
         try:
-            self._write(json.dumps(line, ensure_ascii=False, default=str, separators=(",", ":")) + "\n")
+            file.write(json.dumps(line, ensure_ascii=False, default=str, separators=(",", ":")) + "\n")
         except Exception as exc:
-            logger.error("request log line not written", extra={
-                "request_id": line.get("request_id"), "error": f"{type(exc).__name__}: {exc}"[:300]})
-
-    def _open(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self._size = os.fstat(self._fd).st_size
-
-    def _write(self, text: str) -> None:
-        data = text.encode("utf-8", "replace")
-        if self._fd is None:
-            self._open()
-        elif self._size + len(data) > self.spec.max_bytes and self._size:
-            self._rotate()
-        os.write(self._fd, data)  # one write: a line is in the file whole, or not at all
-        self._size += len(data)
-
-    def _rotate(self) -> None:
-        os.close(self._fd)
-        self._fd = None
-        if self.spec.backups:
-            for n in range(self.spec.backups - 1, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{n}")
-                if older.exists():
-                    os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        else:
-            self.path.unlink(missing_ok=True)
-        self._open()
+            logger.error("log line not written", extra={
+                "request_id": line.get("request_id"), "path": str(file.path),
+                "error": f"{type(exc).__name__}: {exc}"[:300]})
 
     def _remember(self, request_id: str) -> None:
         if not self.spec.known_ids:
@@ -151,15 +177,14 @@ class RequestLog:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._redactor_pool.shutdown(wait=True)
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._file.close()
+        self._shadow.close()
 
 
-def log_files(folder: Path) -> list[Path]:
-    """Every log file of `folder`, oldest rotation first."""
+def log_files(folder: Path, pattern: str = LOG_GLOB) -> list[Path]:
+    """Every log file of `folder` (request lines, or `pattern`'s), oldest rotation first."""
     def age(path: Path) -> tuple[str, int]:
         suffix = path.name.rsplit(".jsonl", 1)[1].lstrip(".")
         return path.name.split(".jsonl")[0], -int(suffix) if suffix.isdigit() else 0
 
-    return sorted((p for p in folder.glob(LOG_GLOB) if p.is_file()), key=age)
+    return sorted((p for p in folder.glob(pattern) if p.is_file()), key=age)

@@ -20,6 +20,7 @@ from serve_app.media.audio import DecodedAudio
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart, TextPart
 from serve_app.services.audio import AudioService
 from serve_app.services.committee import CommitteeService
+from serve_app.shadowing import ShadowJob
 from serve_app.services.context import RequestContext
 from serve_app.services.media_budget import check_part_counts
 from serve_app.services.request_facts import chat_facts
@@ -248,6 +249,12 @@ class ChatService:
                         response_format=body.response_format.as_call() if body.response_format else None,
                         tools=tools, tool_choice=body.tool_choice if tools else None,
                         parallel_tool_calls=body.parallel_tool_calls if tools else None)
+
+    def shadow_job(self, body: ChatCompletionRequest, prepared: PreparedChat, ctx: RequestContext, model: str,
+                   primary_text: str, primary_ms: float) -> ShadowJob:
+        """The same call as the primary's first choice, for `model` to answer in the shadow."""
+        return ShadowJob(ctx.request_id, "text", model, lambda d: self._call(body, prepared.messages, ctx, d),
+                         ctx.models[-1] if ctx.models else "", primary_text, primary_ms, ctx.facts)
 
     async def complete(self, body: ChatCompletionRequest, prepared: PreparedChat,
                        ctx: RequestContext) -> dict[str, Any]:

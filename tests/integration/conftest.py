@@ -59,6 +59,7 @@ def roster_config(upstream_url: str, router_dir: str, log_dir: str = "logs/reque
     return {
         "request_log": {"dir": log_dir},
         "flags": {"file": flags_file, "poll_s": 0.5},
+        "shadow": {"timeout_s": 5, "max_queue": 8},
         "router": {"classifier": {"kind": "embedding", "artifact_dir": router_dir, "reload_check_s": 0.5},
                    "placement": "ingress", "min_confidence": 0.5},
         "ingress": {"resources": {"num_cpus": 0.1}},

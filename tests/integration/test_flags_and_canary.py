@@ -1,16 +1,20 @@
-"""Feature flags and canaries on the real app: a model turned off in the flags file leaves routing
-within 5 s, without a restart, and comes back; a file that fails validation changes nothing; a 10 %
-canary lands on about 10 % of sessions and each session stays on its variant. The session app reads
-its flags file every 0.5 s; each test leaves it empty."""
+"""Feature flags, canaries and shadows on the real app: a model turned off in the flags file leaves
+routing within 5 s, without a restart, and comes back; a file that fails validation changes nothing; a
+10 % canary lands on about 10 % of sessions and each session stays on its variant; a shadow model that
+errors or hangs never changes the user's answer or status, and is never waited for. The session app
+reads its flags file every 0.5 s (its shadow calls time out after 5 s); each test leaves it empty."""
 
 import json
+import time
 import uuid
 from collections import Counter
+from datetime import datetime
 
 import httpx
 import pytest
 
 from tests.integration.conftest import ADMIN_TOKEN, wait_until
+from serve_app.request_log.reader import read_shadow
 from tests.integration.request_lines import the_line
 
 pytestmark = pytest.mark.integration
@@ -93,3 +97,49 @@ def test_a_10_percent_canary_lands_near_10_percent_and_sessions_stay_on_their_va
     line = the_line(request_log_dir, request_id)
     assert line["variant"]["flag"] == "canary.text"
     assert f"canary.text={line['variant']['variant']}" == r.headers["x-switchboard-variant"]
+
+
+def shadow_entries(log_dir, ids) -> dict[str, dict]:
+    return {e["request_id"]: e for e in read_shadow(log_dir) if e["request_id"] in ids}
+
+
+def test_a_shadow_that_errors_or_hangs_never_changes_the_users_answer(http, request_log_dir):
+    def ask(request_id=None, **extra):
+        headers = {"x-request-id": request_id} if request_id else {}
+        return http.post("/v1/chat/completions", headers=headers, json={
+            "model": "smollm2", "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "user", "content": "Name one colour."}], **extra})
+
+    expected = ask().json()["choices"][0]["message"]["content"]
+    breaker = http.get("/api/admin/breakers", headers=AUTH).json()["smollm2-upstream"]
+    shadow = {"state": "ENABLED", "variants": {"on": "smollm2-upstream"}, "defaultVariant": "on"}  # every request
+    assert http.put("/api/flags", json={"flags": {"shadow.text": shadow}}, headers=AUTH).status_code == 200
+    try:
+        for fault, ended in (({"error_rate": 1.0}, "error"), ({"hang": True}, "timeout")):
+            assert http.put("/api/admin/faults/smollm2-upstream", json=fault, headers=AUTH).status_code == 200
+            ids, answered_at = [f"shadowed-{uuid.uuid4().hex[:8]}" for _ in range(3)], []
+            for request_id in ids:
+                r = ask(request_id)
+                answered_at.append(time.time())
+                assert r.status_code == 200 and r.headers["x-switchboard-model"] == "smollm2"
+                assert r.headers["x-switchboard-degraded"] == "false"
+                assert r.json()["choices"][0]["message"]["content"] == expected
+            entries = wait_until(lambda: len(shadow_entries(request_log_dir, ids)) == 3 and
+                                 shadow_entries(request_log_dir, ids), 60, f"the {ended} shadows")
+            assert {e["shadow"]["status"] for e in entries.values()} == {ended}, entries
+            assert {e["shadow"]["model"] for e in entries.values()} == {"smollm2-upstream"}
+            if ended == "timeout":  # every answer was out before the first hung shadow gave up
+                first_given_up = min(datetime.fromisoformat(e["ts"]).timestamp() for e in entries.values())
+                assert max(answered_at) < first_given_up
+        after = http.get("/api/admin/breakers", headers=AUTH).json()["smollm2-upstream"]
+        assert after["breaker"] == breaker["breaker"] == "closed"  # six failed shadows: never counted
+        assert after["failures_in_window"] <= breaker["failures_in_window"]
+        assert http.delete("/api/admin/faults/smollm2-upstream", headers=AUTH).status_code == 200
+        request_id = f"shadowed-{uuid.uuid4().hex[:8]}"
+        streamed = ask(request_id, stream=True)
+        assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
+        entry = wait_until(lambda: shadow_entries(request_log_dir, {request_id}).get(request_id), 60, "the shadow")
+        assert entry["shadow"]["status"] == "ok" and 0 <= entry["similarity"] <= 1
+        assert entry["primary"]["model"] == "smollm2" and entry["primary"]["output_chars"] > 0
+    finally:
+        http.delete("/api/admin/faults/smollm2-upstream", headers=AUTH)

@@ -308,3 +308,20 @@ def test_the_dashboard_takes_its_prometheus_from_a_variable():
         if panel.get("type") != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_a_canary_variant_and_a_shadow_are_counted(fake, metrics):
+    metrics.observe(line(variant={"flag": "canary.text", "variant": "candidate", "model": "smollm2-hf"},
+                         model="smollm2-hf"))
+    d = fake.defined
+    assert d["switchboard_canary_requests"].get(flag="canary.text", variant="candidate", model="smollm2-hf",
+                                                status="200") == 1
+    assert d["switchboard_canary_latency_ms"].samples(flag="canary.text", variant="candidate") == [180.5]
+    metrics.observe(line())  # no variant: nothing more
+    assert d["switchboard_canary_requests"].total() == 1
+    entry = {"route": "text", "shadow": {"model": "smollm2-hf", "status": "ok"}, "similarity": 0.8}
+    metrics.shadow(entry)
+    metrics.shadow({**entry, "shadow": {"model": "smollm2-hf", "status": "dropped"}, "similarity": None})
+    assert d["switchboard_shadow_calls"].get(route="text", model="smollm2-hf", status="ok") == 1
+    assert d["switchboard_shadow_calls"].get(route="text", model="smollm2-hf", status="dropped") == 1
+    assert d["switchboard_shadow_similarity"].samples(route="text", model="smollm2-hf") == [0.8]
