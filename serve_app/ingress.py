@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, File, Form, Request, UploadFile
+from fastapi import Body, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from pydantic import ValidationError
@@ -75,6 +75,14 @@ from vocabulary.resilience_config import FaultSpec
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DEADLINE_HEADER = "x-switchboard-deadline-ms"
 SESSION_HEADER = "x-session-id"  # what canaries split on, so a session stays on its variant
+
+
+def admin_only(request: Request) -> None:
+    """A dependency of every admin endpoint: checked before the body is read or validated."""
+    check_admin(request.headers.get("authorization"))
+
+
+ADMIN_ONLY = [Depends(admin_only)]
 
 
 def serve_request_id() -> str | None:
@@ -398,9 +406,9 @@ class SwitchboardIngress:
         report = await self._health_report()
         return JSONResponse(public_view(report), status_code=503 if report["status"] == "down" else 200)
 
-    @app.get("/api/admin/health", summary="Deep health with each failing model's error and Serve's reason")
-    async def admin_health(self, request: Request):
-        self._admin(request)
+    @app.get("/api/admin/health", dependencies=ADMIN_ONLY,
+             summary="Deep health with each failing model's error and Serve's reason")
+    async def admin_health(self):
         report = await self._health_report()
         return JSONResponse(report, status_code=503 if report["status"] == "down" else 200)
 
@@ -419,47 +427,45 @@ class SwitchboardIngress:
 
     # ---- fault injection ------------------------------------------------------------------------
 
-    @app.put("/api/admin/faults/{model}", summary="Inject a fault into a model (needs the admin token)")
+    @app.put("/api/admin/faults/{model}", dependencies=ADMIN_ONLY,
+             summary="Inject a fault into a model (needs the admin token)")
     async def set_fault(self, model: str, body: FaultSpec, request: Request) -> dict[str, Any]:
-        self._admin(request)
         self._fault_target(model)
         self._roster.faults.set(model, Fault(**body.model_dump()))
         logger.warning("fault injected", extra={"model": model, "fault": body.model_dump(),
                                                  "request_id": http_errors.request_id_of(request)})
         return {"model": model, "fault": body.model_dump()}
 
-    @app.delete("/api/admin/faults/{model}", summary="Clear a model's injected fault")
+    @app.delete("/api/admin/faults/{model}", dependencies=ADMIN_ONLY, summary="Clear a model's injected fault")
     async def clear_fault(self, model: str, request: Request) -> dict[str, Any]:
-        self._admin(request)
         self._fault_target(model)
         self._roster.faults.clear(model)
         logger.warning("fault cleared", extra={"model": model, "request_id": http_errors.request_id_of(request)})
         return {"model": model, "fault": None}
 
-    @app.get("/api/admin/breakers", summary="Every breaker's state, without probing anything")
-    async def list_breakers(self, request: Request) -> dict[str, Any]:
-        self._admin(request)
+    @app.get("/api/admin/breakers", dependencies=ADMIN_ONLY,
+             summary="Every breaker's state, without probing anything")
+    async def list_breakers(self) -> dict[str, Any]:
         return {name: {"breaker": b.state.value, "failures_in_window": b.failures_in_window()}
                 for name, b in self._roster.breakers.items()}
 
-    @app.post("/api/admin/breakers/{model}/reset", summary="Close a model's circuit breaker by hand")
-    async def reset_breaker(self, model: str, request: Request) -> dict[str, Any]:
-        self._admin(request)
+    @app.post("/api/admin/breakers/{model}/reset", dependencies=ADMIN_ONLY,
+              summary="Close a model's circuit breaker by hand")
+    async def reset_breaker(self, model: str) -> dict[str, Any]:
         if model not in self._roster.breakers:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         self._roster.breakers[model].reset()
         return {"model": model, "breaker": self._roster.breakers[model].state.value}
 
-    @app.get("/api/admin/models/{model}/stats", summary="What one replica of a model is working on now")
-    async def model_stats(self, model: str, request: Request) -> dict[str, Any]:
-        self._admin(request)
+    @app.get("/api/admin/models/{model}/stats", dependencies=ADMIN_ONLY,
+             summary="What one replica of a model is working on now")
+    async def model_stats(self, model: str) -> dict[str, Any]:
         if model not in self._roster.clients:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         return await self._roster.clients[model].call("stats", None, Deadline(5.0))
 
-    @app.get("/api/admin/faults", summary="The faults in force")
-    async def list_faults(self, request: Request) -> dict[str, Any]:
-        self._admin(request)
+    @app.get("/api/admin/faults", dependencies=ADMIN_ONLY, summary="The faults in force")
+    async def list_faults(self) -> dict[str, Any]:
         return {name: vars(f) for name, f in self._roster.faults.all().items()}
 
     def _fault_target(self, model: str) -> None:
@@ -467,17 +473,14 @@ class SwitchboardIngress:
             raise ModelNotFound(f"model {model!r} does not exist (faults go to a roster model or {ROUTER!r})",
                                 param="model")
 
-    def _admin(self, request: Request) -> None:
-        check_admin(request.headers.get("authorization"))
-
     @app.get("/api/flags", summary="The feature flags in force (OpenFeature, from the flags file)")
     async def get_flags(self) -> dict[str, Any]:
         return self._require_flags().view()
 
-    @app.put("/api/flags", summary="Replace the flags file (needs the admin token); every replica reads it within "
-                                   "its poll interval")
+    @app.put("/api/flags", dependencies=ADMIN_ONLY,
+             summary="Replace the flags file (needs the admin token); every replica reads it within "
+                     "its poll interval")
     async def put_flags(self, request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        self._admin(request)
         flags = self._require_flags()
         await asyncio.to_thread(flags.write, body)
         return flags.view()

@@ -62,7 +62,8 @@ def test_every_admin_endpoint_refuses_a_missing_and_a_wrong_token(http):
     for method, path in admin:
         for headers, status in (({}, 401), ({"authorization": "Bearer nope"}, 403),
                                 ({"authorization": f"Basic {ADMIN_TOKEN}"}, 401)):
-            r = http.request(method.upper(), path, headers=headers, json={})
+            # An invalid body too (error_rate over 1): the token is checked before the body is read.
+            r = http.request(method.upper(), path, headers=headers, json={"error_rate": 7})
             assert r.status_code == status, (method, path, headers, r.status_code, r.text)
     assert http.put("/api/admin/faults/ghost", json={}, headers=AUTH).status_code == 404
     r = http.put("/api/admin/faults/smollm2", json={"error_rate": 2}, headers=AUTH)

@@ -17,7 +17,8 @@ from graphs.deadline import Deadline
 from vocabulary.config import SwitchboardConfig
 
 UP = {"kind": "upstream", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
-CONFIG = SwitchboardConfig(models=[{"name": n, "family": "llm", "backend": {**UP, "model": n}} for n in ("a", "b", "c")])
+CONFIG = SwitchboardConfig(models=[{"name": n, "family": "llm", "backend": {**UP, "model": n}}
+                                   for n in ("a", "b", "c")])
 
 
 def flag(variants, default, **extra):
