@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Awaitable, Callable, Literal, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Literal, TypeVar
 
 from vocabulary.text_pattern import compile_pattern, found
 
@@ -134,6 +134,8 @@ class FaultBook:
     def __init__(self, initial: dict[str, Fault] | None = None, *, rng: random.Random | None = None) -> None:
         self._faults = dict(initial or {})
         self._rng = rng or random.Random()
+        # Faults from elsewhere (the flags: the same on every replica), for models with none set here.
+        self.flagged: Callable[[str], Fault | None] | None = None
 
     def set(self, model: str, fault: Fault) -> None:
         self._faults[model] = fault
@@ -144,10 +146,18 @@ class FaultBook:
     def get(self, model: str, facts: RequestFacts | None = None) -> Fault | None:
         """The fault that fires for a call to `model` with these facts, if any."""
         fault = self._faults.get(model)
+        if fault is None and self.flagged is not None:
+            fault = self.flagged(model)
         return fault if fault is not None and fault.applies(facts) else None
 
-    def all(self) -> dict[str, Fault]:
-        return {k: v for k, v in self._faults.items() if v.active}
+    def all(self, models: Iterable[str] = ()) -> dict[str, Fault]:
+        """The faults in force: those set here, and for `models` without one, the flagged ones."""
+        found = {k: v for k, v in self._faults.items() if v.active}
+        if self.flagged is not None:
+            for model in models:
+                if model not in found and (fault := self.flagged(model)) is not None and fault.active:
+                    found[model] = fault
+        return found
 
     async def before(self, model: str, facts: RequestFacts | None = None) -> None:
         """Latency, hang and errors, before the call is made."""

@@ -160,6 +160,7 @@ class SwitchboardIngress:
         self._flags = start_flags(config)
         if self._flags is not None:
             self._roster.switches = self._flags.switches
+            self._roster.faults.flagged = self._flags.switches.fault
         self._shadow = ShadowRunner(self._roster, config.shadow, self._shadow_line)
         self._router = RouterService(config.router, self._roster, router_handle)
         await self._router.start()
@@ -466,7 +467,7 @@ class SwitchboardIngress:
 
     @app.get("/api/admin/faults", dependencies=ADMIN_ONLY, summary="The faults in force")
     async def list_faults(self) -> dict[str, Any]:
-        return {name: vars(f) for name, f in self._roster.faults.all().items()}
+        return {name: vars(f) for name, f in self._roster.faults.all([*self._roster.clients, ROUTER]).items()}
 
     def _fault_target(self, model: str) -> None:
         if model not in self._roster.clients and model != ROUTER:

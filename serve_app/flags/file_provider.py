@@ -172,6 +172,8 @@ class FileFlagProvider(AbstractProvider):
             else:
                 reason = Reason.DEFAULT
         value = flag.variants[variant]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # JSON's 0 and 1 are numbers too
         if not _fits(value, kind):
             return FlagResolutionDetails(default, ErrorCode.TYPE_MISMATCH,
                                          f"flag {key!r} is {type(value).__name__}, not {kind.__name__}", Reason.ERROR)

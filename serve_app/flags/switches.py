@@ -8,6 +8,8 @@ every switch gives the config's own value.
 | `router.exploration`     | float   | the model-choice heads' exploration rate, 0 to 1                  |
 | `canary.<route>`         | string  | a model of the route put first for the requests its variant gets |
 | `shadow.<route>`         | string  | a model also asked, after the answer left, for the log only       |
+| `routes.<route>.order`   | object  | the route's failover chain (a list of its family's models)        |
+| `faults.<model>`         | object  | a fault injected into the model (PUT /api/admin/faults' body)     |
 
 A canary flag's variants are model names ("" for the baseline order); `fractional` targeting splits
 the requests by their targeting key (x-session-id, else the client key, else the request id), so a
@@ -22,12 +24,18 @@ from dataclasses import dataclass
 from openfeature.client import OpenFeatureClient
 from openfeature.evaluation_context import EvaluationContext
 
+from pydantic import ValidationError
+
+from graphs.faults import Fault
 from serve_app.flags.file_provider import FlagFile
 from vocabulary.config import SwitchboardConfig
+from vocabulary.resilience_config import FaultSpec
 from vocabulary.routes import ROUTE_FAMILY
 
 _MODEL_FLAG = re.compile(r"^models\.(?P<name>[A-Za-z0-9._-]+)\.enabled$")
 _ROUTE_MODEL_FLAG = re.compile(r"^(?P<kind>canary|shadow)\.(?P<route>[a-z_]+)$")
+_ORDER_FLAG = re.compile(r"^routes\.(?P<route>[a-z_]+)\.order$")
+_FAULT_FLAG = re.compile(r"^faults\.(?P<name>[A-Za-z0-9._-]+)$")
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,20 @@ class Switches:
             return None
         return Canary(route, details.variant, details.value or None)
 
+    def route_order(self, route: str, configured: list[str]) -> list[str]:
+        """The route's chain as its flag orders it (models the flag leaves out are not tried)."""
+        if self._client is None:
+            return configured
+        order = self._client.get_object_value(f"routes.{route}.order", configured)
+        return list(order) if isinstance(order, list) and order else configured
+
+    def fault(self, model: str) -> Fault | None:
+        """The fault its flag injects into `model`, if any (an empty object: none)."""
+        if self._client is None:
+            return None
+        spec = self._client.get_object_value(f"faults.{model}", {})
+        return Fault(**FaultSpec.model_validate(spec).model_dump()) if isinstance(spec, dict) and spec else None
+
     def shadow(self, route: str, targeting_key: str) -> str | None:
         """The model that shadows this request's route, if any (a fractional split picks the share)."""
         if self._client is None:
@@ -104,9 +126,27 @@ def check_flags(config: SwitchboardConfig):
                 for v in values:
                     if not isinstance(v, str) or (v and (v not in by_name or by_name[v].family != family)):
                         problems.append(f"{key}: variant value {v!r} is not a {family} model of the roster (or \"\")")
+            elif m := _ORDER_FLAG.match(key):
+                family = ROUTE_FAMILY.get(m["route"])
+                if family is None:
+                    problems.append(f"{key}: no route {m['route']!r} (routes: {sorted(ROUTE_FAMILY)})")
+                    continue
+                for v in values:
+                    if not (isinstance(v, list) and v and len(set(map(str, v))) == len(v) and
+                            all(isinstance(n, str) and n in by_name and by_name[n].family == family for n in v)):
+                        problems.append(f"{key}: variant {v!r} is not a list of distinct {family} models of the roster")
+            elif m := _FAULT_FLAG.match(key):
+                if m["name"] not in by_name:
+                    problems.append(f"{key}: no model {m['name']!r} in the roster")
+                for v in values:
+                    try:
+                        FaultSpec.model_validate(v)
+                    except ValidationError as exc:
+                        problems.append(f"{key}: variant {v!r} is not a fault: {exc.errors()[0]['msg']}")
             else:
                 problems.append(f"{key}: not a flag this service reads (models.<name>.enabled, committee.enabled, "
-                                "router.exploration, canary.<route>, shadow.<route>)")
+                                "router.exploration, canary.<route>, shadow.<route>, routes.<route>.order, "
+                                "faults.<model>)")
         if problems:
             raise ValueError("; ".join(problems))
 

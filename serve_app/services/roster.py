@@ -98,7 +98,7 @@ class Roster:
         route = FAMILY_ROUTE[family]
         members, _ = self.config.chain(route)
         if self.switches.on:
-            members = [m for m in members if self.switches.model_on(m)]
+            members = [m for m in self.switches.route_order(route, members) if self.switches.model_on(m)]
         if requested is None or requested == "auto" or OPENAI_MODEL_FAMILIES.get(requested) == family:
             if ctx is not None and self.order_chain is not None and len(members) > 1:
                 members = self.order_chain(family, members, ctx)

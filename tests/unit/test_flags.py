@@ -109,3 +109,29 @@ def test_the_roster_leaves_out_a_model_turned_off_and_puts_a_canary_first(tmp_pa
     assert roster.chain("llm", "a", ctx=named) == ["b", "c"] and "turned off" in named.reasons[0]
     assert named.variant is None  # a named model is not split
     assert Roster(CONFIG, {}).chain("llm", None, ctx=RequestContext("r3", Deadline(5))) == ["a", "b", "c"]
+
+
+def test_a_route_order_and_a_fault_from_the_flags(tmp_path):
+    p = provider(tmp_path, {"routes.text.order": flag({"reversed": ["c", "b"], "all": ["a", "b", "c"]}, "reversed"),
+                            "faults.b": flag({"failing": {"error_rate": 1.0, "when": {"intents": ["text"]}},
+                                              "none": {}}, "failing"),
+                            "router.exploration": flag({"none": 0}, "none")})
+    switches = Switches(CONFIG, client(p, "t-order"))
+    roster = Roster(CONFIG, {})
+    roster.switches = switches
+    roster.faults.flagged = switches.fault
+    assert roster.chain("llm", None, ctx=RequestContext("r", Deadline(5))) == ["c", "b"]  # a left out
+    assert roster.chain("llm", "a", ctx=RequestContext("r", Deadline(5))) == ["a", "c", "b"]  # named first
+    from graphs.faults import RequestFacts
+
+    assert roster.faults.get("b", RequestFacts(intent="text")).error_rate == 1.0
+    assert roster.faults.get("b", RequestFacts(intent="vision")) is None  # its condition holds
+    assert roster.faults.get("c", RequestFacts(intent="text")) is None
+    assert set(roster.faults.all(["a", "b", "c"])) == {"b"}
+    assert switches.exploration(0.05) == 0.0  # an integer 0 in JSON is a float flag's 0.0
+    for bad in ({"routes.text.order": flag({"x": ["a", "a"]}, "x")},
+                {"routes.stt.order": flag({"x": ["a"]}, "x")},
+                {"faults.b": flag({"x": {"error_rate": 3}}, "x")},
+                {"faults.ghost": flag({"x": {}}, "x")}):
+        with pytest.raises(ValueError):
+            p.write({"flags": bad})
