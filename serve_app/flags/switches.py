@@ -5,6 +5,8 @@ every switch gives the config's own value.
 |--------------------------|---------|------------------------------------------------------------------|
 | `models.<name>.enabled`  | boolean | off: the model leaves every chain (named or routed) at once       |
 | `committee.enabled`      | boolean | off: two intents too close to call go to the top one's route only |
+| `router.enabled`         | boolean | off: no classifier; text goes to the text route (attachments and  |
+|                          |         | named models still route)                                         |
 | `router.exploration`     | float   | the model-choice heads' exploration rate, 0 to 1                  |
 | `canary.<route>`         | string  | a model of the route put first for the requests its variant gets |
 | `shadow.<route>`         | string  | a model also asked, after the answer left, for the log only       |
@@ -60,6 +62,9 @@ class Switches:
     def model_on(self, name: str) -> bool:
         return self._client is None or self._client.get_boolean_value(f"models.{name}.enabled", True)
 
+    def router_on(self) -> bool:
+        return self._client is None or self._client.get_boolean_value("router.enabled", True)
+
     def committee_on(self) -> bool:
         return self._client is None or self._client.get_boolean_value("committee.enabled", True)
 
@@ -111,7 +116,7 @@ def check_flags(config: SwitchboardConfig):
                     problems.append(f"{key}: no model {m['name']!r} in the roster")
                 if not all(isinstance(v, bool) for v in values):
                     problems.append(f"{key}: variants must be true/false")
-            elif key == "committee.enabled":
+            elif key in ("committee.enabled", "router.enabled"):
                 if not all(isinstance(v, bool) for v in values):
                     problems.append(f"{key}: variants must be true/false")
             elif key == "router.exploration":
@@ -145,7 +150,7 @@ def check_flags(config: SwitchboardConfig):
                         problems.append(f"{key}: variant {v!r} is not a fault: {exc.errors()[0]['msg']}")
             else:
                 problems.append(f"{key}: not a flag this service reads (models.<name>.enabled, committee.enabled, "
-                                "router.exploration, canary.<route>, shadow.<route>, routes.<route>.order, "
+                                "router.enabled, router.exploration, canary.<route>, shadow.<route>, routes.<route>.order, "
                                 "faults.<model>)")
         if problems:
             raise ValueError("; ".join(problems))

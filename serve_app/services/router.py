@@ -127,6 +127,8 @@ class RouterService:
         """The route. A router that fails, times out or has a fault injected sends the request to
         text (the LLM answers), degraded, with the reason; only the request's own deadline is a 504."""
         async def classify(text: str) -> dict[str, Any]:
+            if not self._roster.switches.router_on():  # turned off by its flag: the LLM answers text
+                return {"intent": "text", "confidence": 1.0, "classifier": "off", "scores": one_hot("text")}
             result = await self.classify(text, ctx.deadline)
             ctx.embedding = result.pop("embedding", None)  # for the choice heads; never sent anywhere
             return result

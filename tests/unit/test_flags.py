@@ -135,3 +135,20 @@ def test_a_route_order_and_a_fault_from_the_flags(tmp_path):
                 {"faults.ghost": flag({"x": {}}, "x")}):
         with pytest.raises(ValueError):
             p.write({"flags": bad})
+
+
+def test_the_router_turned_off_sends_text_to_the_text_route(tmp_path):
+    import asyncio
+
+    from serve_app.schemas.chat import ChatCompletionRequest
+    from serve_app.services.router import RouterService
+    from vocabulary.router_config import RouterSpec
+
+    p = provider(tmp_path, {"router.enabled": flag(ON_OFF, "off")})
+    roster = Roster(CONFIG, {})
+    roster.switches = Switches(CONFIG, client(p, "t-router"))
+    router = RouterService(RouterSpec(), roster)  # not started: a classifier asked would fail
+    body = ChatCompletionRequest.model_validate({"model": "auto", "messages": [
+        {"role": "user", "content": "search the web for today's weather"}]})
+    decision = asyncio.run(router.decide(body, RequestContext("r", Deadline(5))))
+    assert (decision.intent, decision.classifier, decision.confidence) == ("text", "off", 1.0)
