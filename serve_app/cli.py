@@ -180,6 +180,17 @@ def main(argv: list[str] | None = None) -> int:
 
         for name, config in load_serve_config(args.path).items():
             sys.stdout.write(f"{name}: {len(config.models)} models ok\n")
+            if config.flags.file and project_path(config.flags.file).exists():
+                from serve_app.flags.file_provider import FileFlagProvider
+                from serve_app.flags.switches import check_flags
+
+                path = project_path(config.flags.file)
+                try:
+                    flags = FileFlagProvider(path, check_flags(config)).parse(path.read_bytes())
+                except ValueError as exc:
+                    sys.stderr.write(f"{name}: {exc}\n")
+                    return 1
+                sys.stdout.write(f"{name}: {len(flags.flags)} flags ok ({path})\n")
         return 0
     if args.command == "campaign":
         from serve_app import campaign as failure_campaign

@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import yaml
@@ -30,6 +29,7 @@ from serve_app.auth import bearer
 from serve_app.middleware import send_error
 from vocabulary.access_config import ClientKey, ClientKeysFile, ClientKeysSpec
 from vocabulary.errors import ConfigError, RateLimited, Unauthorized
+from vocabulary.paths import project_path
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 WINDOW_S = 60.0
@@ -118,7 +118,7 @@ def load_keys(spec: ClientKeysSpec) -> KeyBook | None:
     """The keys in force: the file's and the variable's; None (keys off) when there are neither."""
     keys: list[ClientKey] = []
     if spec.file:
-        path = Path(spec.file)
+        path = project_path(spec.file)
         try:
             raw = path.read_text()
             data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)

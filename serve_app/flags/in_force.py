@@ -13,6 +13,7 @@ from serve_app.flags.file_provider import FileFlagProvider
 from serve_app.flags.switches import Switches, check_flags
 from vocabulary.config import SwitchboardConfig
 from vocabulary.errors import ConfigError, InvalidRequest
+from vocabulary.paths import project_path
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DOMAIN = "switchboard"
@@ -20,7 +21,7 @@ DOMAIN = "switchboard"
 
 class FlagsInForce:
     def __init__(self, config: SwitchboardConfig) -> None:
-        self.provider = FileFlagProvider(config.flags.file, check_flags(config))
+        self.provider = FileFlagProvider(project_path(config.flags.file), check_flags(config))
         self.provider.refresh()
         if self.provider.last_error:  # a bad file at start stops start-up; later ones are refused
             raise ConfigError(self.provider.last_error)
