@@ -77,8 +77,8 @@ def flags_cost(rounds: int) -> dict[str, float]:
         provider = FileFlagProvider(path, check_flags(cfg))
         provider.refresh()
         api.set_provider(provider, domain="bench")
-        with_file = Switches(cfg, api.get_client("bench"))
-        none = Switches(cfg)
+        with_file = Switches(api.get_client("bench"))
+        none = Switches()
         return {"no_flags_file_us": per_call_us(lambda i: one_request(none, i), rounds),
                 "flags_file_us": per_call_us(lambda i: one_request(with_file, i), rounds)}
 

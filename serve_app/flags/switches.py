@@ -51,9 +51,8 @@ class Canary:
 
 
 class Switches:
-    def __init__(self, config: SwitchboardConfig, client: OpenFeatureClient | None = None) -> None:
-        self._config = config
-        self._client = client
+    def __init__(self, client: OpenFeatureClient | None = None) -> None:
+        self._client = client  # None: no flags file, every switch as configured
 
     @property
     def on(self) -> bool:

@@ -88,7 +88,7 @@ class Roster:
         self.caps = {name: spec.caps() for name, spec in self.specs.items()}
         self.windows = {name: caps.context_window for name, caps in self.caps.items()}
         self.order_chain: Callable[[Family, list[str], RequestContext], list[str]] | None = None
-        self.switches = Switches(config)  # the ingress replaces it when a flags file is configured
+        self.switches = Switches()  # the ingress replaces it when a flags file is configured
 
     def chain(self, family: Family, requested: str | None = None, *, param: str = "model",
               ctx: RequestContext | None = None) -> list[str]:

@@ -69,7 +69,7 @@ def test_values_through_openfeature(tmp_path):
     details = of.get_string_details("canary.text", "", EvaluationContext("some-session"))
     assert details.variant in ("baseline", "candidate") and details.reason == "SPLIT"
     assert of.get_boolean_value("router.exploration", True) is True  # the wrong type: the default
-    switches = Switches(CONFIG, of)
+    switches = Switches(of)
     assert not switches.model_on("a") and switches.model_on("b") and switches.exploration(0.05) == 0.01
     split = Counter(switches.canary("text", f"s{i}").model for i in range(400))
     assert set(split) == {None, "b"}
@@ -99,7 +99,7 @@ def test_the_roster_leaves_out_a_model_turned_off_and_puts_a_canary_first(tmp_pa
                             "canary.text": flag({"baseline": "", "candidate": "c"}, "baseline",
                                                 targeting={"fractional": [["baseline", 0], ["candidate", 1]]})})
     roster = Roster(CONFIG, {})
-    roster.switches = Switches(CONFIG, client(p, "t-roster"))
+    roster.switches = Switches(client(p, "t-roster"))
     ctx = RequestContext("r", Deadline(5))
     ctx.targeting_key = "session-1"
     assert roster.chain("llm", None, ctx=ctx) == ["c", "b"]
@@ -116,7 +116,7 @@ def test_a_route_order_and_a_fault_from_the_flags(tmp_path):
                             "faults.b": flag({"failing": {"error_rate": 1.0, "when": {"intents": ["text"]}},
                                               "none": {}}, "failing"),
                             "router.exploration": flag({"none": 0}, "none")})
-    switches = Switches(CONFIG, client(p, "t-order"))
+    switches = Switches(client(p, "t-order"))
     roster = Roster(CONFIG, {})
     roster.switches = switches
     roster.faults.flagged = switches.fault
@@ -146,7 +146,7 @@ def test_the_router_turned_off_sends_text_to_the_text_route(tmp_path):
 
     p = provider(tmp_path, {"router.enabled": flag(ON_OFF, "off")})
     roster = Roster(CONFIG, {})
-    roster.switches = Switches(CONFIG, client(p, "t-router"))
+    roster.switches = Switches(client(p, "t-router"))
     router = RouterService(RouterSpec(), roster)  # not started: a classifier asked would fail
     body = ChatCompletionRequest.model_validate({"model": "auto", "messages": [
         {"role": "user", "content": "search the web for today's weather"}]})

@@ -7,6 +7,7 @@ import numpy as np
 
 from graphs.deadline import Deadline
 from intent_router.choice_head import EMBEDDING_DIMS, NUMERIC, ChoiceHeads, FamilyHead, ModelHead
+from serve_app.flags.switches import Switches
 from serve_app.services.context import RequestContext
 from serve_app.services.router import RouterService
 from vocabulary.router_config import ChoiceSpec, RouterSpec
@@ -19,7 +20,7 @@ def service(exploration: float, seed: int = 0) -> RouterService:
         "smollm2": ModelHead(100, 30, np.zeros(WIDTH), -1.0),  # about 0.27: demoted
         "smollm2-hf": ModelHead(100, 98, np.zeros(WIDTH), 3.0)})  # about 0.95
     heads = ChoiceHeads({"llm": family}, version=2)
-    svc = RouterService(RouterSpec(choice=ChoiceSpec(exploration=exploration)), SimpleNamespace())
+    svc = RouterService(RouterSpec(choice=ChoiceSpec(exploration=exploration)), SimpleNamespace(switches=Switches()))
     svc._choice = SimpleNamespace(current=lambda: heads)
     svc._rng = random.Random(seed)
     return svc
@@ -66,7 +67,7 @@ def test_an_explored_model_is_doubted_even_when_its_chance_is_good():
     family = FamilyHead(np.zeros(WIDTH), np.ones(WIDTH), {
         "smollm2": ModelHead(100, 80, np.zeros(WIDTH), 1.4),  # about 0.80: above doubt_below, ranked second
         "smollm2-hf": ModelHead(100, 98, np.zeros(WIDTH), 3.0)})
-    svc = RouterService(RouterSpec(choice=ChoiceSpec(exploration=0.5)), SimpleNamespace())
+    svc = RouterService(RouterSpec(choice=ChoiceSpec(exploration=0.5)), SimpleNamespace(switches=Switches()))
     svc._choice = SimpleNamespace(current=lambda: ChoiceHeads({"llm": family}, version=3))
     svc._rng = random.Random(1)
     doubts = set()
