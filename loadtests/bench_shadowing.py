@@ -36,7 +36,7 @@ from serve_app.traffic_reports import shadow_report  # noqa: E402
 RESULTS = ROOT / "loadtests" / "results" / "shadowing.json"
 TOKEN = "bench-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-CHAT = {"model": "smollm2", "max_tokens": 1, "temperature": 0, "messages": [{"role": "user", "content": "Hi"}]}
+CHAT = {"model": "smollm2", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]}  # as clients call
 SHADOW = {"flags": {"shadow.text": {"state": "ENABLED", "variants": {"on": "smollm2-hf"}, "defaultVariant": "on"}}}
 
 
