@@ -60,18 +60,20 @@ class ShadowRunner:
         self.counts = {"offered": 0, "dropped": 0, "ok": 0, "error": 0, "timeout": 0}
 
     def model_for(self, route: str, ctx) -> str | None:
-        """The shadow of this request's route, unless it is the model that answered."""
+        """The shadow of this request's route, if any (decided before the answer: `offer` skips a
+        shadow that turned out to be the model that answered)."""
         model = self._roster.switches.shadow(route, ctx.targeting_key or ctx.request_id)
-        if model is None or model not in self._roster.clients or (ctx.models and ctx.models[-1] == model):
-            return None
-        return model
+        return model if model in self._roster.clients else None
 
     async def hand_over(self, job: ShadowJob) -> None:
         """`offer`, as a response's background task (run on the event loop once the answer is sent)."""
         self.offer(job)
 
     def offer(self, job: ShadowJob) -> None:
-        """Hand the job over; never waits. A full queue drops it (logged and counted)."""
+        """Hand the job over; never waits. A full queue drops it (logged and counted). Nothing to
+        compare when the shadow is the model that answered (a failover reached it)."""
+        if job.model == job.primary_model:
+            return
         if self._queue is None:
             self._queue = asyncio.Queue(self._spec.max_queue)
             self._workers = [asyncio.get_running_loop().create_task(self._work())

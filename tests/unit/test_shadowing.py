@@ -91,3 +91,15 @@ def test_a_shadow_that_errors_or_hangs_is_recorded_never_raised():
     assert written_e[0]["shadow"]["status"] == "error" and "boom" in written_e[0]["shadow"]["error"]
     assert written_e[0]["similarity"] is None
     assert written_h[0]["shadow"]["status"] == "timeout" and hanging.counts["timeout"] == 1
+
+
+def test_no_shadow_when_the_shadow_model_answered_the_request():
+    async def go():
+        client = StandInClient()
+        shadow, written, _ = runner(client)
+        same = job()
+        same.primary_model = "b"  # a failover reached the shadow model: nothing to compare
+        shadow.offer(same)
+        return client.calls, written, shadow.counts["offered"]
+
+    assert asyncio.run(go()) == (0, [], 0)
