@@ -21,7 +21,7 @@ export
 SYSTEM_BINARIES := espeak-ng tesseract
 SYSTEM_PACKAGES := espeak-ng tesseract-ocr
 
-.PHONY: run stop test install system-deps bench clean
+.PHONY: run stop test install system-deps bench load clean
 
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
@@ -94,6 +94,34 @@ test: install
 
 bench: install
 	$(BIN)/python loadtests/bench_paths.py
+
+# Locust's mixed scenario (loadtests/locustfile.py, MixedUser) headless against 127.0.0.1:8000; its staged
+# shape (ramp up, hold, ramp down) bounds the run. Writes loadtests/results/locust_*.csv and the summary
+# loadtests/results/load.json (loadtests/load_summary.py, which prints the figures). When nothing serves
+# there it starts $(CONFIG) in the background first (`switchboard run`; web search through a dead loopback
+# proxy, so nothing leaves the machine), waits for /api/health, and afterwards stops that one, and only
+# that one (SIGTERM to its PID). LOAD_ARGS goes to Locust, e.g. LOAD_ARGS="--peak-users 2 --hold 60".
+load: install
+	@url=http://127.0.0.1:8000; out=loadtests/results; pid=; mkdir -p $$out; \
+	trap '[ -z "$$pid" ] || { echo "load: stopping the Switchboard it started (pid $$pid)"; kill -TERM $$pid; wait $$pid; }' EXIT; \
+	trap 'exit 130' INT TERM; \
+	if curl -fsS -o /dev/null -m 5 $$url/api/health/live 2>/dev/null; then \
+		echo "load: using the Switchboard already serving on $$url"; \
+	else \
+		mkdir -p logs; echo "load: starting $(CONFIG) (its output: logs/load-switchboard.log)"; \
+		DDGS_PROXY=$${DDGS_PROXY:-socks5h://127.0.0.1:9} \
+		RAY_SERVE_THROUGHPUT_OPTIMIZED=$(FAST_PROXY) RAY_SERVE_ENABLE_HA_PROXY=$(FAST_PROXY) \
+			$(BIN)/switchboard run $(CONFIG) >logs/load-switchboard.log 2>&1 & pid=$$!; \
+		for i in $$(seq 200); do \
+			curl -fsS -o /dev/null -m 30 $$url/api/health 2>/dev/null && break; \
+			kill -0 $$pid 2>/dev/null || { pid=; echo "load: switchboard run exited:"; tail -n 5 logs/load-switchboard.log; exit 1; }; \
+			sleep 3; \
+		done; \
+	fi; \
+	$(BIN)/locust -f loadtests/locustfile.py MixedUser --headless --host $$url --csv $$out/locust \
+		--only-summary --loglevel WARNING $(LOAD_ARGS); rc=$$?; \
+	$(BIN)/python loadtests/load_summary.py $$out/locust --out $$out/load.json || rc=1; \
+	exit $$rc
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -18,6 +18,7 @@ def deployment_options(spec: ModelSpec) -> dict[str, Any]:
         "name": spec.deployment_name(),
         "ray_actor_options": spec.resources.ray_actor_options(),
         "autoscaling_config": spec.autoscaling.serve_dict(),
+        **spec.autoscaling.placement_options(),
         "max_ongoing_requests": spec.max_ongoing_requests,
         "max_queued_requests": spec.max_queued_requests,
         "backpressure_config": SHED,

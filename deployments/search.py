@@ -13,7 +13,7 @@ from vocabulary.calls import SearchCall
 from vocabulary.config import ModelSpec
 from vocabulary.engine_thread import EngineThread
 from vocabulary.errors import ConfigError, DeadlineExceeded, ModelError
-from vocabulary.paths import project_path
+from vocabulary.paths import config_path
 
 
 class WebSearchEngine:
@@ -64,7 +64,7 @@ class LocalSearchEngine:
     async def start(self) -> None:
         import bm25s
 
-        folder = project_path(self._spec.folder)
+        folder = config_path(self._spec.folder)
         if not folder.is_dir():
             raise ConfigError(f"search folder does not exist: {folder}")
         files = sorted({p for pattern in self._spec.patterns for p in folder.glob(pattern) if p.is_file()})

@@ -13,7 +13,9 @@ Only the half-open probe's permit can close or re-open the breaker, and releasin
 for the next caller. A permit's failure counts once.
 
 Only failures the model caused count (5xx, timeouts, connection errors, failed probes); the caller
-decides that. State changes go to `on_change(model, old, new)` (logs and metrics in the ingress).
+decides that. State changes go to `on_change(model, old, new)` (logs and metrics in the ingress), and
+each counted failure to `on_failure(model)` (shared with the other ingress replicas). What the other
+replicas learnt arrives through `force_open` and `reset`.
 """
 
 from __future__ import annotations
@@ -60,11 +62,13 @@ class Permit:
 
 class CircuitBreaker:
     def __init__(self, model: str, policy: BreakerPolicy, *, clock: Callable[[], float] = time.monotonic,
-                 on_change: Callable[[str, BreakerState, BreakerState], None] | None = None) -> None:
+                 on_change: Callable[[str, BreakerState, BreakerState], None] | None = None,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.model = model
         self.policy = policy
         self._clock = clock
         self._on_change = on_change
+        self._on_failure = on_failure
         self._state = BreakerState.CLOSED
         self._generation = 0
         self._failures: deque[tuple[float, int]] = deque()  # (when, permit serial) while closed
@@ -110,6 +114,8 @@ class CircuitBreaker:
         if any(serial == permit.serial for _, serial in self._failures):
             return  # already counted
         self._failures.append((now, permit.serial))
+        if self._on_failure is not None:
+            self._on_failure(self.model)
         while now - self._failures[0][0] > self.policy.window_s:
             self._failures.popleft()
         if len(self._failures) >= self.policy.failure_threshold:
@@ -123,6 +129,24 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Close by hand (an operator who knows the model is back); calls in flight no longer count."""
         self._move(BreakerState.CLOSED)
+
+    def force_open(self, opened_ago_s: float = 0.0) -> None:
+        """Open as if it had opened `opened_ago_s` ago (another replica saw the model fail): the cooldown
+        runs from then. An open breaker that opened earlier takes the later time; one cooling down
+        from a later opening, or half-open with its probe out, is left alone."""
+        opened_at = self._clock() - max(0.0, opened_ago_s)
+        if self._state is BreakerState.OPEN:
+            self._opened_at = max(self._opened_at, opened_at)
+            return
+        if self._state is BreakerState.HALF_OPEN and self._probe is not None:
+            return  # its own probe decides
+        self._opened_at = opened_at
+        self._move(BreakerState.OPEN)
+
+    @property
+    def opened_ago_s(self) -> float | None:
+        """Seconds since it opened, while open or half-open."""
+        return None if self._state is BreakerState.CLOSED else self._clock() - self._opened_at
 
     def failures_in_window(self) -> int:
         now = self._clock()

@@ -22,7 +22,7 @@ from vocabulary.engine_thread import EngineThread
 from vocabulary.errors import ConfigError, InvalidRequest, ModelError
 from vocabulary.model_source import resolve
 from vocabulary.openai_http import openai_http_client
-from vocabulary.paths import project_path
+from vocabulary.paths import config_path
 from vocabulary.router_config import (
     EmbeddingClassifierSpec,
     LLMPromptClassifierSpec,
@@ -150,7 +150,7 @@ class EmbeddingClassifier:
 
     def __init__(self, spec: EmbeddingClassifierSpec) -> None:
         self._spec = spec
-        self._folder = project_path(spec.artifact_dir)
+        self._folder = config_path(spec.artifact_dir)
         self._encoder = None
         self._head: Head | None = None
         self._stamp: float | None = None

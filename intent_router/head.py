@@ -111,6 +111,20 @@ def rollback(folder: Path) -> tuple[str, str]:
     return current.name, target
 
 
+def seed(folder: Path, source: Path) -> bool:
+    """Copy the versions and LATEST of `source` into `folder` when `folder` has no LATEST and `source`
+    has one: a new head folder starts from the shipped head, so training is compared with it, numbers on
+    from it, and a rollback can go back to it. False when nothing was copied."""
+    if (folder / LATEST).exists() or latest_path(source) is None or folder.resolve() == source.resolve():
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("head-*.json")):
+        if _NAME.match(path.name) and not (folder / path.name).exists():
+            _atomic_write(folder / path.name, path.read_text())
+    _atomic_write(folder / LATEST, (source / LATEST).read_text())  # last: the folder is whole before it counts
+    return True
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

@@ -9,7 +9,7 @@ which answered, before and after.
 
 (A subset of variants updates only their entries in the results file.)
 
-Phases, per variant, each on a fresh service (its own request log and copy of models/router):
+Phases, per variant, each on a fresh service (its own request log and copy of the shipped router heads):
   0 baseline   no faults; text_topic.jsonl once (32 topic + 32 other requests)
   1 before     the faults; text_topic.jsonl twice (a model's choice head is trusted from
                router.choice.min_rows = 30 training rows, and the fallback has rows only where the
@@ -62,6 +62,7 @@ from serve_process import BIN, ROOT, ServeRun  # noqa: E402
 from serve_app.campaign import run_campaign, wait_for_lines  # noqa: E402
 from serve_app.campaign_files import read_faults, read_requests  # noqa: E402
 from serve_app.request_log.reader import read_lines  # noqa: E402
+from vocabulary.paths import ROUTER_HEADS, config_path  # noqa: E402
 
 RESULTS = ROOT / "loadtests" / "results" / "learning.json"
 CAMPAIGNS = ROOT / "loadtests" / "campaigns"
@@ -198,7 +199,7 @@ def train_and_switch(run: ServeRun, folder: Path, name: str) -> dict:
 def run_variant(name: str) -> dict:
     breaker, fault_latency_ms, rounds = VARIANTS[name]
     folder = Path(tempfile.mkdtemp(prefix=f"switchboard-learning-{name}-"))
-    shutil.copytree(ROOT / "models" / "router", folder / "router")  # never the repo's own heads
+    shutil.copytree(config_path(ROUTER_HEADS), folder / "router")  # never the repo's own heads
     topic = read_requests(CAMPAIGNS / "text_topic.jsonl")
     heldout = read_requests(CAMPAIGNS / "text_topic_heldout.jsonl")
     faults = [f.model_copy(update={"fault": f.fault.model_copy(update={"latency_ms": fault_latency_ms})})

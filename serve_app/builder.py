@@ -60,6 +60,7 @@ def ingress_options(config: SwitchboardConfig) -> dict[str, Any]:
         "name": "ingress",
         "ray_actor_options": spec.resources.ray_actor_options(),
         "autoscaling_config": spec.autoscaling.serve_dict(),
+        **spec.autoscaling.placement_options(),
         "max_ongoing_requests": spec.max_ongoing_requests,
         "max_queued_requests": spec.max_queued_requests,
         "backpressure_config": SHED,
@@ -81,7 +82,7 @@ def bind_router(config: SwitchboardConfig) -> Application:
 
     spec = config.router
     return serve.deployment(RouterDeployment, name="router", ray_actor_options=spec.resources.ray_actor_options(),
-                            autoscaling_config=spec.autoscaling.serve_dict(),
+                            autoscaling_config=spec.autoscaling.serve_dict(), **spec.autoscaling.placement_options(),
                             max_ongoing_requests=spec.max_ongoing_requests,
                             max_queued_requests=spec.max_queued_requests, backpressure_config=SHED,
                             logging_config=config.logging.serve_dict()).bind(spec)

@@ -8,26 +8,26 @@ import json
 import sys
 from pathlib import Path
 
-from vocabulary.paths import PROJECT_ROOT, project_path
+from vocabulary.paths import PROJECT_ROOT, config_path
 
 DEFAULT_CONFIG = PROJECT_ROOT / "cluster" / "local.yaml"
 
 
-def _router_spec(config_path: str):
+def _router_spec(config_file: str):
     from serve_app.config_file import load_serve_config
 
-    (config,) = load_serve_config(config_path).values()
+    (config,) = load_serve_config(config_file).values()
     return config.router
 
 
-def log_dir(config_path: str, given: str | None) -> Path:
+def log_dir(config_file: str, given: str | None) -> Path:
     """--log-dir, else the config's request_log.dir."""
     if given:
-        return project_path(given)
+        return config_path(given)
     from serve_app.config_file import load_serve_config
 
-    (config,) = load_serve_config(config_path).values()
-    return project_path(config.request_log.dir)
+    (config,) = load_serve_config(config_file).values()
+    return config_path(config.request_log.dir)
 
 
 def _print_requests(args) -> int:
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--data", default=str(PROJECT_ROOT / "data" / "router"),
                        help="folder with train.jsonl (and heldout.jsonl for the report)")
     train.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config whose router to train")
-    train.add_argument("--artifacts", help="where to write the head (default: the config's artifact_dir)")
+    train.add_argument("--artifacts", help="where to write the head (default: the config's artifact_dir, unless that "
+                                           "is inside an installed package); a folder without LATEST starts "
+                                           "from the config's heads")
     train.add_argument("--c", type=float, default=0.03, help="inverse regularisation strength")
     train.add_argument("--log-dir", help="the request log (default: the config's request_log.dir)")
     train.add_argument("--force", action="store_true", help="publish even when the new version is worse")
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "assemble-models":
         from serve_app.model_files import ASSEMBLED, assemble
 
-        root = project_path(args.dest) if args.dest else ASSEMBLED
+        root = config_path(args.dest) if args.dest else ASSEMBLED
         for path, outcome, size, sha256 in assemble(root):
             sys.stdout.write(f"{outcome:9} {root / path}  {size} bytes  sha256 {sha256}\n")
         return 0
@@ -180,11 +182,11 @@ def main(argv: list[str] | None = None) -> int:
 
         for name, config in load_serve_config(args.path).items():
             sys.stdout.write(f"{name}: {len(config.models)} models ok\n")
-            if config.flags.file and project_path(config.flags.file).exists():
+            if config.flags.file and config_path(config.flags.file).exists():
                 from serve_app.flags.file_provider import FileFlagProvider
                 from serve_app.flags.switches import check_flags
 
-                path = project_path(config.flags.file)
+                path = config_path(config.flags.file)
                 try:
                     flags = FileFlagProvider(path, check_flags(config)).parse(path.read_bytes())
                 except ValueError as exc:

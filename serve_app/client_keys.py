@@ -29,7 +29,7 @@ from serve_app.auth import bearer
 from serve_app.middleware import send_error
 from vocabulary.access_config import ClientKey, ClientKeysFile, ClientKeysSpec
 from vocabulary.errors import ConfigError, RateLimited, Unauthorized
-from vocabulary.paths import project_path
+from vocabulary.paths import config_path
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 WINDOW_S = 60.0
@@ -118,7 +118,7 @@ def load_keys(spec: ClientKeysSpec) -> KeyBook | None:
     """The keys in force: the file's and the variable's; None (keys off) when there are neither."""
     keys: list[ClientKey] = []
     if spec.file:
-        path = project_path(spec.file)
+        path = config_path(spec.file)
         try:
             raw = path.read_text()
             data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)

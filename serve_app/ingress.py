@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ray import serve
 
 from graphs.deadline import Deadline
+from graphs.breaker import BreakerState
 from graphs.faults import Fault
 from graphs.health import HealthMonitor, public_view, with_deployment_reasons
 from serve_app import http_errors, sse
@@ -27,6 +28,7 @@ from serve_app.chat_relay import relay
 from serve_app.client_keys import ClientKeyMiddleware, load_keys
 from serve_app.flags.in_force import FlagsInForce, start_flags
 from serve_app.shadowing import ShadowRunner, answer_text
+from serve_app.shared_state.follower import BoardFollower, board_connector, fingerprint
 from serve_app.llm_server_client import model_client
 from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
@@ -82,7 +84,15 @@ def admin_only(request: Request) -> None:
     check_admin(request.headers.get("authorization"))
 
 
-ADMIN_ONLY = [Depends(admin_only)]
+REPLICA_HEADER = "x-switchboard-replica"
+
+
+def replica_header(response: Response) -> None:
+    """Which ingress replica answered (admin and flags views: each replica holds its own copy)."""
+    response.headers[REPLICA_HEADER] = replica_name()
+
+
+ADMIN_ONLY = [Depends(admin_only), Depends(replica_header)]
 
 
 def serve_request_id() -> str | None:
@@ -126,6 +136,14 @@ app.add_middleware(RequestIdMiddleware, echo=False, fallback=serve_request_id)
 http_errors.install(app)
 
 
+def serve_app_name() -> str | None:
+    """The Serve application this replica belongs to; None outside Serve."""
+    try:
+        return serve.get_replica_context().app_name
+    except Exception:
+        return None
+
+
 def replica_name() -> str:
     """This replica's id (one log file each), or the process id outside Serve."""
     try:
@@ -156,11 +174,19 @@ class SwitchboardIngress:
             await asyncio.to_thread(log.start)
             app.state.request_log = log
             app.state.on_line = self._metrics.observe
-        self._roster = Roster(config, clients, on_breaker_change=self._metrics.breaker_changed)
+        self._board: BoardFollower | None = None
+        self._roster = Roster(config, clients, on_breaker_change=self._breaker_changed,
+                              on_breaker_failure=self._breaker_failed)
         self._flags = start_flags(config)
         if self._flags is not None:
             self._roster.switches = self._flags.switches
             self._roster.faults.flagged = self._flags.switches.fault
+        app_name = serve_app_name()
+        if config.ingress.share_state and app_name is not None:
+            flags = self._flags
+            self._board = BoardFollower(self._roster, replica_name(), fingerprint(config), board_connector(app_name),
+                                        adopt_flags=(lambda body: asyncio.to_thread(flags.adopt, body)) if flags else None)
+            await self._board.start()
         self._shadow = ShadowRunner(self._roster, config.shadow, self._shadow_line)
         self._router = RouterService(config.router, self._roster, router_handle)
         await self._router.start()
@@ -178,6 +204,15 @@ class SwitchboardIngress:
         probes = {name: (specs[name].family, partial(self._roster.probe, name)) for name in clients}
         probes["router"] = ("router", self._router.probe)
         self._health = HealthMonitor(probes, timeout_s=config.health.probe_timeout_s, cache_s=config.health.cache_s)
+
+    def _breaker_changed(self, model: str, old, new) -> None:
+        self._metrics.breaker_changed(model, old, new)
+        if self._board is not None:
+            self._board.breaker_changed(model, old, new)
+
+    def _breaker_failed(self, model: str) -> None:
+        if self._board is not None:
+            self._board.failure_counted(model)
 
     # ---- OpenAI-compatible ---------------------------------------------------------------
 
@@ -405,13 +440,16 @@ class SwitchboardIngress:
     @app.get("/api/health", summary="Deep health: every model dry-runs a tiny input")
     async def health(self):
         report = await self._health_report()
-        return JSONResponse(public_view(report), status_code=503 if report["status"] == "down" else 200)
+        return JSONResponse(public_view(report), status_code=503 if report["status"] == "down" else 200,
+                            headers={REPLICA_HEADER: replica_name()})
 
     @app.get("/api/admin/health", dependencies=ADMIN_ONLY,
              summary="Deep health with each failing model's error and Serve's reason")
     async def admin_health(self):
         report = await self._health_report()
-        return JSONResponse(report, status_code=503 if report["status"] == "down" else 200)
+        shared = {"shared_state": self._board.view() if self._board is not None else None}
+        return JSONResponse({**report, **shared}, status_code=503 if report["status"] == "down" else 200,
+                            headers={REPLICA_HEADER: replica_name()})
 
     async def _health_report(self) -> dict[str, Any]:
         report = await self._health.report()
@@ -433,16 +471,19 @@ class SwitchboardIngress:
     async def set_fault(self, model: str, body: FaultSpec, request: Request) -> dict[str, Any]:
         self._fault_target(model)
         self._roster.faults.set(model, Fault(**body.model_dump()))
-        logger.warning("fault injected", extra={"model": model, "fault": body.model_dump(),
+        shared = await self._board.set_fault(model, body.model_dump()) if self._board is not None else False
+        logger.warning("fault injected", extra={"model": model, "fault": body.model_dump(), "shared": shared,
                                                  "request_id": http_errors.request_id_of(request)})
-        return {"model": model, "fault": body.model_dump()}
+        return {"model": model, "fault": body.model_dump(), "shared": shared}
 
     @app.delete("/api/admin/faults/{model}", dependencies=ADMIN_ONLY, summary="Clear a model's injected fault")
     async def clear_fault(self, model: str, request: Request) -> dict[str, Any]:
         self._fault_target(model)
         self._roster.faults.clear(model)
-        logger.warning("fault cleared", extra={"model": model, "request_id": http_errors.request_id_of(request)})
-        return {"model": model, "fault": None}
+        shared = await self._board.set_fault(model, None) if self._board is not None else False
+        logger.warning("fault cleared", extra={"model": model, "shared": shared,
+                                               "request_id": http_errors.request_id_of(request)})
+        return {"model": model, "fault": None, "shared": shared}
 
     @app.get("/api/admin/breakers", dependencies=ADMIN_ONLY,
              summary="Every breaker's state, without probing anything")
@@ -456,6 +497,8 @@ class SwitchboardIngress:
         if model not in self._roster.breakers:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         self._roster.breakers[model].reset()
+        if self._board is not None:  # closed on every replica, even where this one was already closed
+            self._board.breaker_changed(model, BreakerState.OPEN, BreakerState.CLOSED)
         return {"model": model, "breaker": self._roster.breakers[model].state.value}
 
     @app.get("/api/admin/models/{model}/stats", dependencies=ADMIN_ONLY,
@@ -474,7 +517,8 @@ class SwitchboardIngress:
             raise ModelNotFound(f"model {model!r} does not exist (faults go to a roster model or {ROUTER!r})",
                                 param="model")
 
-    @app.get("/api/flags", summary="The feature flags in force (OpenFeature, from the flags file)")
+    @app.get("/api/flags", summary="The feature flags in force (OpenFeature, from the flags file)",
+             dependencies=[Depends(replica_header)])
     async def get_flags(self) -> dict[str, Any]:
         return self._require_flags().view()
 
@@ -484,6 +528,8 @@ class SwitchboardIngress:
     async def put_flags(self, request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         flags = self._require_flags()
         await asyncio.to_thread(flags.write, body)
+        if self._board is not None:
+            await self._board.set_flags(body)
         return flags.view()
 
     def _shadow_line(self, entry: dict[str, Any]) -> None:

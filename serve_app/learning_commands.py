@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from vocabulary.paths import project_path
+from vocabulary.paths import config_path, in_site_packages
 
 REFUSED = 3  # exit status: a worse head was not published, or there is no version to go back to
 
@@ -24,15 +24,32 @@ def _log(config, given: str | None) -> tuple[Path, list[dict], list[dict]]:
     """The log folder (--log-dir, else the config's request_log.dir), its lines and its feedback."""
     from serve_app.request_log.reader import read_feedback, read_lines
 
-    folder = project_path(given) if given else project_path(config.request_log.dir)
+    folder = config_path(given) if given else config_path(config.request_log.dir)
     if not folder.is_dir():
         sys.stderr.write(f"no request log in {folder}: nothing from the log\n")
         return folder, [], []
     return folder, list(read_lines(folder)), read_feedback(folder)
 
 
-def _artifact_dir(config, given: str | None) -> Path:
-    return project_path(given) if given else project_path(config.router.classifier.artifact_dir)
+def _artifact_dir(config, given: str | None, *, seed: bool = False) -> Path | None:
+    """The head folder to write: --artifacts (with `seed`, a folder without LATEST first gets the
+    config's heads, the shipped one by default), else the config's artifact_dir unless that lies in
+    site-packages (the head shipped with a non-editable install): then None, after saying what to do.
+    In a checkout (an editable install) the shipped head's folder is the source tree: written there."""
+    from intent_router.head import seed as seed_heads
+
+    configured = config_path(config.router.classifier.artifact_dir)
+    if given:
+        folder = config_path(given)
+        if seed and seed_heads(folder, configured):
+            sys.stderr.write(f"{folder} had no head: started from the heads in {configured}\n")
+        return folder
+    if in_site_packages(configured):
+        sys.stderr.write(f"the router heads in {configured} are part of the installed package: write new versions "
+                         "to a folder of your own (--artifacts DIR, started from these heads) and point "
+                         "router.classifier.artifact_dir at it\n")
+        return None
+    return configured
 
 
 def train_router(args) -> int:
@@ -42,10 +59,12 @@ def train_router(args) -> int:
     if config.router.classifier.kind != "embedding":
         sys.stderr.write("this config's router is an LLM-prompt classifier: nothing to train\n")
         return 2
+    folder = _artifact_dir(config, args.artifacts, seed=True)
+    if folder is None:
+        return 2
     _, lines, feedback = _log(config, args.log_dir)
     families = {m.name: m.family for m in config.models}
-    outcome = train(Path(args.data), _artifact_dir(config, args.artifacts), config.router, lines, feedback,
-                    families, c=args.c, force=args.force)
+    outcome = train(Path(args.data), folder, config.router, lines, feedback, families, c=args.c, force=args.force)
     sys.stdout.write(json.dumps(outcome.as_dict(), indent=2) + "\n")
     if not outcome.published:
         sys.stderr.write("not published: " + "; ".join(outcome.refused) + " (--force publishes anyway)\n")
@@ -63,6 +82,8 @@ def rollback_router(args) -> int:
         sys.stderr.write("this config's router is an LLM-prompt classifier: it has no head versions\n")
         return 2
     folder = _artifact_dir(config, args.artifacts)
+    if folder is None:
+        return 2
     try:
         before, after = rollback(folder)
     except LookupError as exc:

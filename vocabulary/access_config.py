@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from vocabulary.config_base import StrictModel
+from vocabulary.paths import PATH_RULE, ConfigPath
 
 
 class ClientKey(StrictModel):
@@ -33,7 +34,8 @@ class ClientKeysSpec(StrictModel):
     (but health, the docs and the admin endpoints, which have their own token) needs
     `Authorization: Bearer <key>`."""
 
-    file: str | None = Field(None, description='JSON or YAML: {"keys": [{"name", "key" | "sha256", "rpm"?, "tpm"?}]}.')
+    file: ConfigPath | None = Field(
+        None, description='JSON or YAML: {"keys": [{"name", "key" | "sha256", "rpm"?, "tpm"?}]}. ' + PATH_RULE)
     env: str = Field("SWITCHBOARD_API_KEYS", description="Variable with comma-separated keys (named key-1, key-2...).")
     rpm: int | None = Field(None, ge=1, description="Default requests per minute of a key; None: unlimited.")
     tpm: int | None = Field(None, ge=1, description="Default tokens per minute of a key; None: unlimited.")

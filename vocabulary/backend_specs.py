@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from vocabulary.config_base import ModelSource, StrictModel
+from vocabulary.paths import PATH_RULE, SEARCH_CORPUS, ConfigPath
 
 # ---- llm ---------------------------------------------------------------------------------------
 
@@ -188,7 +189,8 @@ class LocalSearchBackend(StrictModel):
     """BM25 (bm25s) over a folder of text and Markdown documents, indexed at start."""
 
     kind: Literal["bm25"]
-    folder: str = Field("docs", description="Relative paths are relative to the project root.")
+    folder: ConfigPath = Field(SEARCH_CORPUS, description="The folder of the documents; the default is the corpus "
+                                                          "shipped in the package. " + PATH_RULE)
     patterns: list[str] = Field(default_factory=lambda: ["**/*.md", "**/*.txt"])
     chunk_chars: int = Field(800, ge=100)
 

@@ -29,6 +29,7 @@ from vocabulary.config_base import (
     ResourceSpec,
     StrictModel,
 )
+from vocabulary.paths import PATH_RULE, ConfigPath
 from vocabulary.resilience_config import FaultSpec, ResilienceSpec
 from vocabulary.request_log_config import RequestLogSpec
 from vocabulary.router_config import RouterSpec
@@ -85,6 +86,10 @@ class IngressSpec(StrictModel):
     max_queued_requests: int = Field(
         512, ge=-1, description="Requests Serve's proxy keeps waiting for a free ingress replica; past it the proxy "
                                 "answers 503 with retry-after at once. -1: no bound.")
+    share_state: bool = Field(
+        True, description="Ingress replicas share breakers, admin faults and flags written through PUT /api/flags "
+                          "through one small actor per application (serve_app/shared_state): a breaker opened or a "
+                          "fault injected through one replica holds on all, and survives a replica's restart.")
 
 
 class LimitSpec(StrictModel):
@@ -166,9 +171,9 @@ class CommitteeSpec(StrictModel):
 
 
 class FlagsSpec(StrictModel):
-    file: str | None = Field(
+    file: ConfigPath | None = Field(
         None, description="Feature flags in flagd's format (serve_app/flags/switches.py lists them); read through "
-                          "OpenFeature. None: every switch keeps the config's value.")
+                          "OpenFeature. None: every switch keeps the config's value. " + PATH_RULE)
     poll_s: float = Field(1.0, gt=0, le=5, description="How often each ingress replica looks for a changed file.")
 
 

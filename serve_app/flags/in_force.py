@@ -4,6 +4,7 @@ up a changed file within `flags.poll_s`, and what GET/PUT /api/flags show and wr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -13,7 +14,7 @@ from serve_app.flags.file_provider import FileFlagProvider
 from serve_app.flags.switches import Switches, check_flags
 from vocabulary.config import SwitchboardConfig
 from vocabulary.errors import ConfigError, InvalidRequest
-from vocabulary.paths import project_path
+from vocabulary.paths import config_path
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 DOMAIN = "switchboard"
@@ -21,7 +22,7 @@ DOMAIN = "switchboard"
 
 class FlagsInForce:
     def __init__(self, config: SwitchboardConfig) -> None:
-        self.provider = FileFlagProvider(project_path(config.flags.file), check_flags(config))
+        self.provider = FileFlagProvider(config_path(config.flags.file), check_flags(config))
         self.provider.refresh()
         if self.provider.last_error:  # a bad file at start stops start-up; later ones are refused
             raise ConfigError(self.provider.last_error)
@@ -46,6 +47,17 @@ class FlagsInForce:
             self.provider.write(body)
         except ValueError as exc:
             raise InvalidRequest(str(exc), param="flags") from None
+
+    def adopt(self, body: dict[str, Any]) -> bool:
+        """Flags another replica wrote (through the shared board): written here too unless this
+        replica's file already holds them (one machine, or a shared filesystem)."""
+        try:
+            if json.loads(self.provider.path.read_text()) == body:
+                return False
+        except (OSError, ValueError):
+            pass
+        self.provider.write(body)
+        return True
 
     def view(self) -> dict[str, Any]:
         """Each flag's value in force (as evaluated without a targeting key), its variant, whether

@@ -17,7 +17,7 @@ from typing import Any
 
 from serve_app.request_log.pii_patterns import scrub_secrets
 from serve_app.request_log.record import RequestRecord
-from vocabulary.paths import project_path
+from vocabulary.paths import config_path
 from vocabulary.request_log_config import RequestLogSpec
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
@@ -71,7 +71,7 @@ class RotatingFile:
 class RequestLog:
     def __init__(self, spec: RequestLogSpec, replica: str) -> None:
         self.spec = spec
-        self.dir = project_path(spec.dir)
+        self.dir = config_path(spec.dir)
         self.replica = _UNSAFE.sub("_", replica)[:100] or "replica"
         self.path = self.dir / f"requests-{self.replica}.jsonl"
         self._file = RotatingFile(self.path, spec.max_bytes, spec.backups)

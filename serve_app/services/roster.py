@@ -73,13 +73,15 @@ def is_retryable(exc: BaseException) -> bool:
 
 class Roster:
     def __init__(self, config: SwitchboardConfig, clients: dict[str, ModelClient], *,
-                 on_breaker_change: Callable[[str, BreakerState, BreakerState], None] | None = None) -> None:
+                 on_breaker_change: Callable[[str, BreakerState, BreakerState], None] | None = None,
+                 on_breaker_failure: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.specs = config.by_name()
         self.clients = clients
         breaker = config.resilience.breaker
         policy = BreakerPolicy(breaker.failure_threshold, breaker.window_s, breaker.cooldown_s)
-        self.breakers = {name: CircuitBreaker(name, policy, on_change=on_breaker_change) for name in clients}
+        self.breakers = {name: CircuitBreaker(name, policy, on_change=on_breaker_change, on_failure=on_breaker_failure)
+                         for name in clients}
         retry = config.resilience.retry
         self.retry = RetryPolicy(retry.retries, retry.backoff_ms / 1000, retry.min_budget_ms / 1000)
         self.timing = TimePolicy(tail_reserve_s=config.resilience.llm_only_reserve_ms / 1000)

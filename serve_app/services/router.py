@@ -18,7 +18,7 @@ from serve_app.services.roster import Roster
 from vocabulary.calls import EmbedCall
 from vocabulary.router_config import RouterSpec
 from vocabulary.errors import DeadlineExceeded
-from vocabulary.paths import project_path
+from vocabulary.paths import config_path
 from vocabulary.routes import OPENAI_MODEL_FAMILIES
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
@@ -45,7 +45,7 @@ class RouterService:
         if self._spec.choice.enabled and classifier.kind == "embedding":
             from intent_router.choice_head import LatestChoiceHeads
 
-            self._choice = LatestChoiceHeads(project_path(classifier.artifact_dir), min_rows=self._spec.choice.min_rows,
+            self._choice = LatestChoiceHeads(config_path(classifier.artifact_dir), min_rows=self._spec.choice.min_rows,
                                              reload_check_s=classifier.reload_check_s)
             self._roster.order_chain = self.order_chain
 

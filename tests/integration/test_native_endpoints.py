@@ -69,7 +69,7 @@ def test_search_falls_back_to_the_local_index(http):
     assert r.headers["x-switchboard-failed"] == "web"
     assert body["switchboard"]["failed"][0].startswith("web: web search failed")
     top = body["results"][0]
-    assert top["url"].startswith("docs/operations.md") and "Token authentication" in top["snippet"]
+    assert top["url"].startswith("search_corpus/operations.md") and "Token authentication" in top["snippet"]
     assert set(top) == {"title", "url", "snippet"}
     r = http.post("/api/search", json={"query": ""})
     assert r.status_code == 400 and r.json()["error"]["param"] == "query"

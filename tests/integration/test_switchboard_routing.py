@@ -15,6 +15,7 @@ import soundfile
 from intent_router.head import LATEST
 from tests.integration.conftest import ROOT, wait_until
 from tests.integration.media import silence_wav, text_image
+from vocabulary.paths import ROUTER_HEADS, config_path
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +126,7 @@ def test_vision_intent_without_a_readable_image_degrades_to_the_llm(http):
 
 @pytest.fixture
 def restored_head(http, router_dir):
-    """The router heads the other tests use (the session's copy of models/router) are put back
+    """The router heads the other tests use (the session's copy of the shipped heads) are put back
     after the test, and the test waits until the service classifies with them again."""
     saved = {p.name: p.read_bytes() for p in router_dir.iterdir() if p.is_file()}
     version = classify(http, "hello")["meta"]["head_version"]
@@ -166,7 +167,7 @@ def test_retrained_head_is_picked_up_while_serving(http, restored_head, tmp_path
 
 def test_the_shipped_head_serves_again_after_retraining(http, router_dir):
     """Runs after the retraining test: the tests that follow classify with the shipped head."""
-    shipped = ROOT / "models" / "router"
+    shipped = config_path(ROUTER_HEADS)
     assert {p.name: p.read_bytes() for p in router_dir.iterdir()} == \
         {p.name: p.read_bytes() for p in shipped.iterdir()}
     version = int((shipped / LATEST).read_text().strip().removeprefix("head-").removesuffix(".json"))

