@@ -6,12 +6,18 @@ application) added. Nearly everything is derived from the request log's line (`o
 metrics and the log cannot disagree; breaker changes, feedback and the router's version come in
 through their own methods. Every tag value is bounded: names the roster or the app defines, or
 "other"; never a request id or free text.
+
+Counter increments are summed per tag set and recorded once a second by a thread of their own
+(`CounterBatch`): Ray's counter record was the costliest metrics call on a request's path (about
+0.6 ms each, on the event loop, in the gateway benchmark's profile), and Ray exports every few
+seconds anyway. Histograms and gauges are recorded at once (a histogram record takes one value).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
@@ -31,6 +37,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,63}$")
 OTHER = "other"
 MAX_UNLISTED_VALUES = 64  # distinct values a tag admits without a known list, before "other"
+COUNT_EVERY_S = 1.0  # how often summed counter increments are recorded (0: each at once)
 
 
 class TagValues:
@@ -116,16 +123,62 @@ def failovers(line: dict) -> list[tuple[str, str]]:
             if a.get("status") == "error" and a.get("model") != b.get("model")]
 
 
+class CounterBatch:
+    """Counter increments summed per (counter, tags) and recorded together every `every_s` seconds by
+    one thread (started by the first increment), or each at once with `every_s` 0. `flush()` records
+    what is pending now; `close()` flushes and stops the thread."""
+
+    def __init__(self, every_s: float = COUNT_EVERY_S) -> None:
+        self.every_s = every_s
+        self._pending: dict[tuple[Any, tuple[tuple[str, str], ...]], float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def inc(self, counter: Any, tags: dict[str, str]) -> None:
+        if self.every_s <= 0:
+            counter.inc(tags=tags)
+            return
+        key = (counter, tuple(tags.items()))
+        with self._lock:
+            self._pending[key] = self._pending.get(key, 0.0) + 1.0
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="metrics-counters", daemon=True)
+                self._thread.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for (counter, tags), value in pending.items():
+            try:
+                counter.inc(value, tags=dict(tags))
+            except Exception:  # a metric never costs a request anything
+                logger.exception("counter not recorded", extra={"metric": getattr(counter, "_name", None)})
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.flush()
+
+
 class IngressMetrics:
     def __init__(self, *, models: Iterable[str] | None = None, endpoints: Iterable[str] | None = None,
-                 metrics_module: Any = None) -> None:
+                 metrics_module: Any = None, count_every_s: float = COUNT_EVERY_S) -> None:
         """`models`: every name a call, an answer or a committee member can have (roster models,
         routes, "llm_only"); its breaker gauges start at closed. `endpoints`: the app's route
         templates. Without them, tag values are bounded by count. `metrics_module` defaults to
-        `ray.serve.metrics`; tests pass a recording fake."""
+        `ray.serve.metrics`; tests pass a recording fake. `count_every_s`: see `CounterBatch`."""
         if metrics_module is None:
             from ray.serve import metrics as metrics_module
         m = metrics_module
+        self._counts = CounterBatch(count_every_s)
         models = list(models) if models is not None else None
         self._model = TagValues(None if models is None else [*models, "committee"])
         self._endpoint = EndpointValues(endpoints)
@@ -204,16 +257,17 @@ class IngressMetrics:
         self._breaker.set(BREAKER_LEVEL[new], tags=tags)
 
     def feedback(self, rating: str, corrected: bool) -> None:
-        self._feedback.inc(tags={"rating": rating if rating in ("up", "down") else OTHER,
-                                 "corrected": _flag(corrected)})
+        self._counts.inc(self._feedback, {"rating": rating if rating in ("up", "down") else OTHER,
+                                          "corrected": _flag(corrected)})
 
     def router_version(self, version: int, head: str = "intent") -> None:
         self._router_version.set(int(version), tags={"head": self._head(head)})
 
     def request_done(self, intent: str | None, model: str | None, outcome: str, degraded: bool) -> None:
         """Before the request log: a request's outcome without its line. Use `observe`."""
-        self._requests.inc(tags={"endpoint": OTHER, "intent": self._intent(intent), "status": self._code(outcome),
-                                 "error_code": "none", "model": self._model(model), "degraded": _flag(degraded)})
+        self._counts.inc(self._requests, {"endpoint": OTHER, "intent": self._intent(intent),
+                                          "status": self._code(outcome), "error_code": "none",
+                                          "model": self._model(model), "degraded": _flag(degraded)})
 
     # ---- one finished request -------------------------------------------------------------
 
@@ -225,34 +279,35 @@ class IngressMetrics:
         status = str(line.get("status")) if isinstance(line.get("status"), int) else "none"
         model = self._model(line.get("model"))
         degraded = bool(line.get("degraded"))
-        self._requests.inc(tags={"endpoint": endpoint, "intent": intent, "status": status,
-                                 "error_code": self._code(line.get("error_code")), "model": model,
-                                 "degraded": _flag(degraded)})
+        self._counts.inc(self._requests, {"endpoint": endpoint, "intent": intent, "status": status,
+                                          "error_code": self._code(line.get("error_code")), "model": model,
+                                          "degraded": _flag(degraded)})
         if (total := _number(line.get("total_ms"))) is not None:
             self._request_latency.observe(total, tags={"endpoint": endpoint, "status": status})
         for call in line.get("calls") or ():
             self._observe_call(call)
         for from_model, to_model in failovers(line):
-            self._failovers.inc(tags={"intent": intent, "from_model": self._model(from_model),
-                                      "to_model": self._model(to_model)})
+            self._counts.inc(self._failovers, {"intent": intent, "from_model": self._model(from_model),
+                                               "to_model": self._model(to_model)})
         route = line.get("route")
         if isinstance(route, dict):
             decision = self._intent(route.get("decision"))
-            self._route_decisions.inc(tags={"decision": decision, "classifier": self._classifier(route.get("classifier"))})
+            self._counts.inc(self._route_decisions,
+                             {"decision": decision, "classifier": self._classifier(route.get("classifier"))})
             if (confidence := _number(route.get("confidence"))) is not None:
                 self._route_confidence.observe(confidence, tags={"decision": decision})
             if isinstance(route.get("head_version"), int):
                 self.router_version(route["head_version"])
         if degraded:
-            self._degraded.inc(tags={"endpoint": endpoint, "intent": intent, "model": model})
+            self._counts.inc(self._degraded, {"endpoint": endpoint, "intent": intent, "model": model})
         for member in committee_timeouts(line):
-            self._committee_timeouts.inc(tags={"member": self._model(member)})
+            self._counts.inc(self._committee_timeouts, {"member": self._model(member)})
         if line.get("untrusted"):
-            self._untrusted.inc(tags={"endpoint": endpoint})
+            self._counts.inc(self._untrusted, {"endpoint": endpoint})
         variant = line.get("variant")
         if isinstance(variant, dict):
             tags = {"flag": self._flag_name(variant.get("flag")), "variant": self._variant(variant.get("variant"))}
-            self._variants.inc(tags={**tags, "model": model, "status": status})
+            self._counts.inc(self._variants, {**tags, "model": model, "status": status})
             if total is not None:
                 self._variant_latency.observe(total, tags=tags)
 
@@ -261,20 +316,27 @@ class IngressMetrics:
         shadow = entry.get("shadow") or {}
         tags = {"route": self._route(entry.get("route")), "model": self._model(shadow.get("model"))}
         status = shadow.get("status")
-        self._shadows.inc(tags={**tags, "status": status if status in ("ok", "error", "timeout", "dropped")
-                                else OTHER})
+        self._counts.inc(self._shadows, {**tags, "status": status if status in ("ok", "error", "timeout", "dropped")
+                                         else OTHER})
         if (similarity := _number(entry.get("similarity"))) is not None:
             self._shadow_similarity.observe(similarity, tags=tags)
+
+    def flush(self) -> None:
+        """Record the counter increments pending now (they are recorded every `count_every_s` anyway)."""
+        self._counts.flush()
+
+    def close(self) -> None:
+        self._counts.close()
 
     def _observe_call(self, call: dict) -> None:
         model = self._model(call.get("model"))
         status = call.get("status")
         if status == "skipped":
-            self._model_skipped.inc(tags={"model": model})
+            self._counts.inc(self._model_skipped, {"model": model})
             return
         if status not in ("ok", "error"):  # cancelled: the request ended first; its time says nothing
             return
         if (latency := _number(call.get("latency_ms"))) is not None:
             self._model_latency.observe(latency, tags={"model": model, "status": status})
         if status == "error":
-            self._model_errors.inc(tags={"model": model, "blame": self._blame(call.get("blame"))})
+            self._counts.inc(self._model_errors, {"model": model, "blame": self._blame(call.get("blame"))})

@@ -6,6 +6,7 @@ the client as vLLM wrote it, not as a generic 502.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -20,6 +21,10 @@ from vocabulary.errors import DeadlineExceeded, ModelError, UpstreamError
 from vocabulary.openai_http import openai_http_client
 
 _NEVER = threading.Event()  # the remote engine's own cancellation is not seen from here
+# After [DONE] the rest of the body (the chunked encoding's last chunk) is read, so that the connection
+# goes back to the pool: a response closed before its end closes its connection, and every request
+# would open a new one. A server that keeps the stream open longer loses its connection, as before.
+DRAIN_S = 0.5
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
@@ -55,11 +60,13 @@ class UpstreamBackend:
             ) as resp:
                 if resp.status_code >= 400:
                     raise self._error(resp.status_code, await resp.aread(), call)
-                async for line in resp.aiter_lines():
+                lines = resp.aiter_lines()
+                async for line in lines:
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        await _drain(lines)
                         if not finished:  # llama-cpp-python's server ends a stream so when another request comes
                             raise UpstreamError(
                                 "upstream ended the stream without a finish reason: the answer is incomplete "
@@ -142,6 +149,15 @@ class UpstreamBackend:
             },
         )
         return UpstreamError(f"upstream returned {status}: {message}", http_status=status, code=code, param=param)
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in lines:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass  # the connection is closed instead of reused; the answer is whole either way
 
 
 def _estimated_usage(call: ChatCall, pieces: int) -> dict[str, Any]:

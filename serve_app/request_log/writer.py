@@ -1,7 +1,8 @@
 """The request log's files: one per ingress replica, one line per request, each line one write(2)
 (so a killed replica leaves whole lines only), rotated by size. Lines are redacted and written on
-a thread of their own, never on the event loop. Feedback goes to feedback.jsonl beside them, and
-shadow comparisons (serve_app/shadowing.py) to shadow-<replica>.jsonl."""
+threads of their own, never on the event loop (the texts waiting for redaction go through it in one
+batch). Feedback goes to feedback.jsonl beside them, and shadow comparisons (serve_app/shadowing.py)
+to shadow-<replica>.jsonl."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from serve_app.request_log.pii_patterns import scrub_secrets
 from serve_app.request_log.record import RequestRecord
+from serve_app.request_log.redaction_queue import RedactionQueue
 from vocabulary.paths import config_path
 from vocabulary.request_log_config import RequestLogSpec
 
@@ -77,7 +79,7 @@ class RequestLog:
         self._file = RotatingFile(self.path, spec.max_bytes, spec.backups)
         self._shadow = RotatingFile(self.dir / f"shadow-{self.replica}.jsonl", spec.max_bytes, spec.backups)
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="request-log")
-        self._redactor_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="redaction")
+        self._redaction = RedactionQueue(self._redact_many)
         self._redactor = None
         self._known: OrderedDict[str, None] = OrderedDict()
         self._known_lock = threading.Lock()
@@ -101,7 +103,8 @@ class RequestLog:
         if not text or not self.spec.excerpt_chars:
             return
         record.text = text
-        record.redaction = self._redactor_pool.submit(self._excerpt, text)
+        # redacted first, then cut: a cut never leaves half an e-mail or card number to read
+        record.redaction = self._redaction.submit(text[: self.spec.excerpt_chars * 4], cut=self.spec.excerpt_chars)
 
     def submit(self, record: RequestRecord, line: dict[str, Any]) -> concurrent.futures.Future:
         """Write the line on the writer thread once the text's redaction is done; the future ends
@@ -115,16 +118,11 @@ class RequestLog:
 
     # ---- the threads' side ---------------------------------------------------------------------
 
-    def _redact(self, text: str) -> tuple[str, dict[str, int]]:
+    def _redact_many(self, texts: list[str]) -> list[tuple[str, dict[str, int]]]:
         """Personal data and secrets replaced by their type (with redaction off, secrets still are)."""
         if self._redactor is None:
-            return scrub_secrets(text), {}
-        return self._redactor.redact(text)
-
-    def _excerpt(self, text: str) -> tuple[str, dict[str, int]]:
-        """Redacted first, then cut: a cut never leaves half an e-mail or card number to read."""
-        redacted, counts = self._redact(text[: self.spec.excerpt_chars * 4])
-        return redacted[: self.spec.excerpt_chars], counts
+            return [(scrub_secrets(text), {}) for text in texts]
+        return self._redactor.redact_many(texts)
 
     def _finish_and_write(self, line: dict[str, Any], redaction) -> None:
         try:
@@ -161,7 +159,7 @@ class RequestLog:
 
     def redact_now(self, text: str) -> tuple[str, dict[str, int]]:
         """For feedback comments (run it off the event loop)."""
-        return self._redactor_pool.submit(self._redact, text).result()
+        return self._redaction.submit(text).result()
 
     def append_feedback(self, entry: dict[str, Any]) -> None:
         """Durable: appended in one write and fsynced before the client hears it was stored."""
@@ -175,8 +173,8 @@ class RequestLog:
                 os.close(fd)
 
     def close(self) -> None:
+        self._redaction.close()
         self._writer.shutdown(wait=True)
-        self._redactor_pool.shutdown(wait=True)
         self._file.close()
         self._shadow.close()
 

@@ -183,7 +183,8 @@ class BoardFollower:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=CALL_S)
 
 
 def board_connector(app_name: str) -> Callable[[], Any]:

@@ -4,6 +4,7 @@ Grafana dashboard against the metrics defined here."""
 
 import json
 import re
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def fake():
 
 @pytest.fixture
 def metrics(fake):
-    return IngressMetrics(models=MODELS, endpoints=ENDPOINTS, metrics_module=fake)
+    """Counters recorded at once (count_every_s 0); the summed path has tests of its own below."""
+    return IngressMetrics(models=MODELS, endpoints=ENDPOINTS, metrics_module=fake, count_every_s=0)
 
 
 def call(model, status="ok", latency_ms=120.0, attempt=1, blame=None, error=None):
@@ -209,7 +211,7 @@ def test_without_known_lists_values_are_capped_by_count():
 
 
 def test_without_the_app_s_routes_paths_are_kept_up_to_the_cap(fake):
-    metrics = IngressMetrics(metrics_module=fake)
+    metrics = IngressMetrics(metrics_module=fake, count_every_s=0)
     metrics.observe(line())
     metrics.observe(line(endpoint="/has space/x", status=404, calls=[]))
     requests = fake.defined["switchboard_requests"]
@@ -254,10 +256,50 @@ def test_failovers_and_committee_rules_on_plain_lines():
 def test_the_real_ray_metric_objects_accept_what_observe_records():
     """Ray's own classes (not a fake) check tag keys and types when they record, even outside a cluster."""
     metrics = IngressMetrics(models=MODELS, endpoints=ENDPOINTS)
-    metrics.observe(line(calls=[call("smollm2", "error", blame="model"), call("smollm2-hf")], degraded=True,
-                         untrusted=True))
+    for _ in range(3):
+        metrics.observe(line(calls=[call("smollm2", "error", blame="model"), call("smollm2-hf")], degraded=True,
+                             untrusted=True))
     metrics.feedback("up", corrected=False)
     metrics.router_version(1)
+    metrics.close()  # the summed counters, recorded by Ray's Counter.inc(value, tags)
+
+
+def test_counters_are_summed_per_tag_set_and_recorded_in_one_call(fake):
+    metrics = IngressMetrics(models=MODELS, endpoints=ENDPOINTS, metrics_module=fake, count_every_s=3600)
+    requests = fake.defined["switchboard_requests"]
+    calls = []
+    recorded = requests.inc
+    requests.inc = lambda value=1.0, tags=None: (calls.append(value), recorded(value, tags))
+    for _ in range(5):
+        metrics.observe(line())
+    metrics.observe(line(status=404, calls=[], error_code="not_found", model=None))
+    tags = dict(endpoint="/v1/chat/completions", intent="text", status="200", error_code="none", model="smollm2",
+                degraded="false")
+    assert requests.get(**tags) == 0  # pending: nothing recorded yet
+    assert fake.defined["switchboard_model_latency_ms"].samples(model="smollm2", status="ok") == [120.0] * 5
+    metrics.flush()
+    assert requests.get(**tags) == 5 and sorted(calls) == [1.0, 5.0]
+    assert fake.defined["switchboard_route_decisions"].get(decision="text", classifier="embedding") == 6
+    metrics.flush()
+    assert len(calls) == 2  # nothing pending, nothing recorded
+    metrics.close()
+
+
+def test_summed_counters_are_recorded_by_their_thread_and_on_close(fake):
+    metrics = IngressMetrics(models=MODELS, endpoints=ENDPOINTS, metrics_module=fake, count_every_s=0.05)
+    requests = fake.defined["switchboard_requests"]
+    tags = dict(endpoint="/v1/chat/completions", intent="text", status="200", error_code="none", model="smollm2",
+                degraded="false")
+    metrics.observe(line())
+    deadline = time.monotonic() + 10
+    while requests.get(**tags) != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert requests.get(**tags) == 1
+    metrics.observe(line())
+    metrics.feedback("up", corrected=False)
+    metrics.close()
+    assert requests.get(**tags) == 2
+    assert fake.defined["switchboard_feedback"].get(rating="up", corrected="false") == 1
 
 
 # ---- the Grafana dashboard ----------------------------------------------------------------------

@@ -224,3 +224,76 @@ def test_loading_and_redacting_needs_no_network_and_downloads_nothing(tmp_path):
     assert "('Mail <PERSON> at <EMAIL_ADDRESS>', {'EMAIL_ADDRESS': 1, 'PERSON': 1})" in done.stdout
     assert "connect attempts: 0" in done.stdout
     assert not cache.exists()
+
+
+# ---- batches, the NER skip rule, the cache ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def uncached():
+    """A second redactor without a cache: what one text analysed alone gives."""
+    loaded = Redactor("presidio", cache_entries=0)
+    loaded.load()
+    return loaded
+
+
+NAMED = ["John Smith", "my name is john smith", "john", "Ed", "Amy", "Bob", "Li Na", "JOHN SMITH",
+         "ask pierre dubois", "Hi Bob", "what did taylor swift sing", "Maria Garcia and Pierre Dubois",
+         "Zoë Ångström", "José Núñez", "李娜", "Mr O'Brien-Smith", "R2 Jane Doe"]
+NO_LETTERS = ["+44 20 7946 0958", "4111 1111 1111 1111", "192.168.1.20", "12345 678", "🙂🙂 !!! ???",
+              "(555) 123-4567 / 555-123-4567", "2024-05-01 12:30", "…—–·", "1" * 3000]
+
+
+def _corpus() -> list[str]:
+    texts = [f"Hi, I'm {PERSONAL['PERSON']}. Mail me at {PERSONAL['EMAIL_ADDRESS']} or call "
+             f"{PERSONAL['PHONE_NUMBER']}; my card is {PERSONAL['CREDIT_CARD']}."]
+    texts += ORDINARY + NAMED + NO_LETTERS + [f"Tell {name} to call me" for name in NAMED]
+    texts += [expected.replace("<SECRET>", secret) for secret, expected in SECRETS.items()]
+    texts += ["", "   ", "Hi", "Hi", "John Smith 555-123-4567 " * 120]  # a repeat, and one cut at the limit
+    return texts
+
+
+def test_a_batch_redacts_every_text_as_that_text_alone_would(redactor, uncached):
+    texts = _corpus()
+    alone = [uncached.redact(text) for text in texts]
+    assert redactor.redact_many(texts) == alone
+    assert redactor.redact_many(list(reversed(texts))) == list(reversed(alone))  # now from the cache
+    assert sum(bool(counts.get("PERSON")) for _, counts in alone) >= len(NAMED)
+
+
+def test_every_named_text_goes_through_the_ner_and_loses_its_name(uncached):
+    from serve_app.request_log.redaction import may_hold_name
+
+    for text in NAMED + [f"Tell {name} to call me" for name in NAMED]:
+        assert may_hold_name(text), text
+    found = [uncached.redact(text)[1].get("PERSON") for text in NAMED]
+    assert all(found[:4]), found  # lower-case and two-letter names are the model's too
+
+
+def test_a_text_without_letters_skips_the_ner_and_loses_nothing_the_patterns_find(redactor, uncached):
+    from serve_app.request_log.redaction import may_hold_name
+
+    assert not any(may_hold_name(text) for text in NO_LETTERS)
+    for text in NO_LETTERS:
+        with_ner = uncached._analyzer.analyze(text=text, language="en", score_threshold=0.4)
+        assert not [r for r in with_ner if r.entity_type == "PERSON"]
+    assert redactor.redact_many(NO_LETTERS[:3]) == [("<PHONE_NUMBER>", {"PHONE_NUMBER": 1}),
+                                                   ("<CREDIT_CARD>", {"CREDIT_CARD": 1}),
+                                                   ("<IP_ADDRESS>", {"IP_ADDRESS": 1})]
+
+
+def test_the_cache_is_bounded_keeps_no_raw_text_and_hands_out_copies():
+    small = Redactor("presidio", cache_entries=3)
+    small.load()
+    texts = [f"Ticket {n}: Maria Garcia at maria{n}@example.com" for n in range(10)]
+    first = [small.redact(text) for text in texts]
+    assert small.cached == 3
+    assert [small.redact(text) for text in texts] == first
+    assert small.cached == 3
+    stored = repr(list(small._cache.items()))
+    assert "Maria" not in stored and "maria" not in stored
+    redacted, counts = small.redact(texts[-1])
+    counts["PERSON"] = 99
+    assert small.redact(texts[-1]) == first[-1]
+    assert Redactor("presidio", cache_entries=0).cache_entries == 0
+    with pytest.raises(ValueError):
+        Redactor("presidio", cache_entries=-1)
