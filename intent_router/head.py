@@ -31,6 +31,7 @@ class Head:
     bias: np.ndarray  # (labels,)
     meta: dict[str, Any]
     choice: dict[str, Any] | None = None  # the model-choice heads (intent_router/choice_head.py), if trained
+    fast: dict[str, Any] | None = None  # the fast tier (intent_router/ngram_head.py), if trained
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         logits = ((features - self.mean) / self.scale) @ self.weights.T + self.bias
@@ -46,7 +47,8 @@ class Head:
             return np.asarray(data[key], dtype=np.float32)
 
         return cls(int(data["version"]), tuple(data["labels"]), tuple(data["layers"]), array("mean"),
-                   array("scale"), array("weights"), array("bias"), data.get("meta", {}), data.get("choice"))
+                   array("scale"), array("weights"), array("bias"), data.get("meta", {}), data.get("choice"),
+                   data.get("fast"))
 
 
 def latest_path(folder: Path) -> Path | None:
@@ -71,9 +73,9 @@ def next_version(folder: Path) -> int:
 
 def write_head(folder: Path, labels: list[str], layers: list[int], mean: np.ndarray, scale: np.ndarray,
                weights: np.ndarray, bias: np.ndarray, meta: dict[str, Any],
-               choice: dict[str, Any] | None = None) -> Path:
-    """Write head-NNNN.json (with the model-choice heads' section when given), then point LATEST at it
-    (each with an atomic rename)."""
+               choice: dict[str, Any] | None = None, fast: dict[str, Any] | None = None) -> Path:
+    """Write head-NNNN.json (with the model-choice heads' and the fast tier's sections when given), then
+    point LATEST at it (each with an atomic rename)."""
     folder.mkdir(parents=True, exist_ok=True)
     version = next_version(folder)
     path = folder / f"head-{version:04d}.json"
@@ -87,6 +89,8 @@ def write_head(folder: Path, labels: list[str], layers: list[int], mean: np.ndar
             "scale": rounded(scale), "weights": rounded(weights), "bias": rounded(bias), "meta": meta}
     if choice is not None:
         body["choice"] = choice
+    if fast is not None:
+        body["fast"] = fast
     _atomic_write(path, json.dumps(body))
     _atomic_write(folder / LATEST, path.name + "\n")
     return path

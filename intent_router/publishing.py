@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from intent_router.choice_head import ChoiceHeads
 from intent_router.choice_training import DEFAULT_CHOICE_C, compare, embed_rows, fit_choice_heads
+from intent_router.fast_training import FeatureCache, cascade_accuracy, fit_fast_tier
 from intent_router.head import Head, latest_path
+from intent_router.ngram_head import NgramHead
 from intent_router.learning_data import change_points, choice_rows, intent_rows, split
-from intent_router.training import DEFAULT_C, fit_head, head_accuracy, publish_head, read_rows
+from intent_router.training import DEFAULT_C, DEFAULT_LAYERS, fit_head, publish_head, read_rows
 from vocabulary.router_config import RouterSpec
 
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
@@ -59,11 +61,20 @@ def train_router(data_dir: Path, artifact_dir: Path, router: RouterSpec, lines: 
     heldout_path = data_dir / "heldout.jsonl"
     heldout = (read_rows(heldout_path) if heldout_path.exists() else []) + \
         [r.as_training_row() for r in corrections_heldout]
-    head = fit_head(train, classifier, c=c)
+    layers = DEFAULT_LAYERS
+    features = FeatureCache(classifier, [r["text"] for r in train + heldout], layers)
+    head = fit_head(train, features, c=c, layers=layers)
+    fast = fit_fast_tier(train, lambda rows, f: fit_head(rows, f, c=c, layers=layers), features)
+    new_eval = cascade_accuracy(head, fast, heldout, features)
+    current_fast = NgramHead.from_json(current.fast) if current is not None and current.fast is not None else None
+    current_eval = cascade_accuracy(current, current_fast, heldout, classifier) if current is not None else None
+    # What serves is the cascade: its accuracy decides (MiniLM alone's is reported beside it).
     intent = {"train_rows": len(train), "corrections_train": len(corrections_train),
               "corrections_heldout": len(corrections_heldout), "heldout_rows": len(heldout),
-              "new_accuracy": head_accuracy(head, heldout, classifier),
-              "current_accuracy": head_accuracy(current, heldout, classifier) if current is not None else None,
+              "new_accuracy": new_eval["cascade"], "new_minilm_accuracy": new_eval["minilm"],
+              "new_fast_share": new_eval["fast_share"], "fast_threshold": fast.threshold,
+              "current_accuracy": current_eval["cascade"] if current_eval else None,
+              "current_minilm_accuracy": current_eval["minilm"] if current_eval else None,
               "current_version": current.version if current is not None else None}
 
     rows_train, rows_heldout = split(choice_rows(lines, feedback, families))
@@ -96,9 +107,12 @@ def train_router(data_dir: Path, artifact_dir: Path, router: RouterSpec, lines: 
         logger.warning("router head not published", extra={"reasons": refused})
         return TrainOutcome(False, None, refused, report)
     meta = {**head.meta, "heldout_rows": len(heldout), "heldout_accuracy": intent["new_accuracy"],
+            "heldout_minilm_accuracy": intent["new_minilm_accuracy"], "heldout_fast_share": intent["new_fast_share"],
             "train_sha1": hashlib.sha1((data_dir / "train.jsonl").read_bytes()).hexdigest(),
             "corrections": len(corrections_train), "choice_rows": len(rows_train), "forced": bool(refused)}
-    path = publish_head(artifact_dir, head, meta, merged.to_json() if merged is not None else None)
+    fast = replace(fast, meta={**fast.meta, "heldout_cascade_accuracy": new_eval["cascade"],
+                               "heldout_fast_share": new_eval["fast_share"]})
+    path = publish_head(artifact_dir, head, meta, merged.to_json() if merged is not None else None, fast.to_json())
     logger.info("router head published", extra={"artifact": str(path), "forced": bool(refused)})
     return TrainOutcome(True, str(path), refused, report)
 

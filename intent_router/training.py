@@ -58,9 +58,10 @@ def head_accuracy(head: Head, rows: list[dict[str, Any]], classifier) -> float |
     return round(sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows), 4)
 
 
-def publish_head(folder: Path, head: Head, meta: dict[str, Any], choice: dict[str, Any] | None = None) -> Path:
+def publish_head(folder: Path, head: Head, meta: dict[str, Any], choice: dict[str, Any] | None = None,
+                 fast: dict[str, Any] | None = None) -> Path:
     return write_head(folder, list(head.labels), list(head.layers), head.mean, head.scale, head.weights, head.bias,
-                      meta, choice)
+                      meta, choice, fast)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------

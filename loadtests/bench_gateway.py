@@ -44,7 +44,10 @@ from litellm_proxy import LiteLLMProxy, ensure_installed  # noqa: E402
 from serve_process import ROOT, free_port  # noqa: E402
 
 RESULTS = ROOT / "loadtests" / "results"
-PATHS = ("direct", "switchboard", "switchboard_auto", "forwarder", "litellm")
+PATHS = ("direct", "switchboard", "switchboard_hop", "switchboard_auto", "switchboard_auto_distinct", "forwarder",
+         "litellm")
+HOP = ("stub",)  # upstreams that also get a Switchboard whose model is a deployment of its own
+DISTINCT = ROOT / "data" / "router" / "heldout.jsonl"  # `auto` with distinct prompts: the held-out text rows
 UPSTREAMS = ("stub", "llama")
 SERVED = {"stub": "stub", "llama": "smollm2"}  # the model name each upstream serves
 # issue 13 (stub upstream), and issue 14's tighter ones, for the record
@@ -101,14 +104,24 @@ def start_llama(port: int) -> subprocess.Popen:
     return proc
 
 
+def distinct_texts() -> list[str]:
+    rows = [json.loads(line) for line in DISTINCT.read_text().splitlines() if line.strip()]
+    return [r["text"] for r in rows if r["label"] == "text"]
+
+
 def make_targets(bases: dict[str, str], cluster: GatewayCluster, litellm: LiteLLMProxy) -> list[Target]:
     targets = []
     for up in UPSTREAMS:
         named = f"{up}-upstream"
+        url = f"{cluster.url}/sb-{up}/v1/chat/completions"
         targets += [
             Target("direct", up, f"{bases[up]}/chat/completions", SERVED[up]),
-            Target("switchboard", up, f"{cluster.url}/sb-{up}/v1/chat/completions", named, named),
-            Target("switchboard_auto", up, f"{cluster.url}/sb-{up}/v1/chat/completions", "auto", named),
+            Target("switchboard", up, url, named, named),
+            *([Target("switchboard_hop", up, f"{cluster.url}/sb-{up}-hop/v1/chat/completions", named, named)]
+              if up in HOP else []),
+            Target("switchboard_auto", up, url, "auto", named),
+            *([Target("switchboard_auto_distinct", up, url, "auto", named, texts=distinct_texts(),
+                      allow_degraded=True)] if up == "stub" else []),
             Target("forwarder", up, f"{cluster.url}/fwd/{up}/v1/chat/completions", SERVED[up]),
             Target("litellm", up, f"{litellm.url}/v1/chat/completions", up,
                    headers={"authorization": f"Bearer {litellm.master_key}"}),
@@ -123,8 +136,10 @@ class Groups:
         self.cluster, self.litellm, self.upstream_procs = cluster, litellm, {"stub": stub, "llama": llama}
 
     def gateway(self, target: Target) -> tuple[str, list[int]]:
-        if target.path in ("switchboard", "switchboard_auto"):
+        if target.path in ("switchboard", "switchboard_auto", "switchboard_auto_distinct"):
             return f"switchboard/{target.upstream}", self.cluster.gateway_pids(f"sb-{target.upstream}")
+        if target.path == "switchboard_hop":
+            return f"switchboard-hop/{target.upstream}", self.cluster.gateway_pids(f"sb-{target.upstream}-hop")
         if target.path == "forwarder":
             return "forwarder", self.cluster.gateway_pids("forwarder")
         if target.path == "litellm":
@@ -136,7 +151,8 @@ class Groups:
 
     def all(self) -> dict[str, list[int]]:
         out = {f"upstream/{u}": self.upstream(u) for u in UPSTREAMS}
-        for path, up in (("switchboard", "stub"), ("switchboard", "llama"), ("forwarder", "stub"), ("litellm", "stub")):
+        for path, up in (("switchboard", "stub"), ("switchboard", "llama"), ("switchboard_hop", "stub"),
+                         ("forwarder", "stub"), ("litellm", "stub")):
             name, pids = self.gateway(Target(path, up, "", ""))
             out[name] = pids
         return out
@@ -210,12 +226,12 @@ def fmt(v, width: int, digits: int = 1) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'path':18} {'upstream':8} {'p50':>7} {'p90':>7} {'p99':>7} {'+p50':>7} {'strm50':>7} "
+    print(f"\n{'path':26} {'upstream':8} {'p50':>7} {'p90':>7} {'p99':>7} {'+p50':>7} {'strm50':>7} "
           f"{'rps c8':>7} {'rps c32':>7} {'cpu ms':>7} {'RSS MiB':>8} {'PSS MiB':>8} {'errors':>6}")
     for r in rows:
         s = r["sequential"]
         mem = r["memory"] or {}
-        print(f"{r['path']:18} {r['upstream']:8} {fmt(s['p50_ms'], 7, 2)} {fmt(s['p90_ms'], 7, 2)} "
+        print(f"{r['path']:26} {r['upstream']:8} {fmt(s['p50_ms'], 7, 2)} {fmt(s['p90_ms'], 7, 2)} "
               f"{fmt(s['p99_ms'], 7, 2)} {fmt(r.get('added_p50_ms'), 7, 2)} {fmt(r['stream_sequential']['p50_ms'], 7, 2)} "
               f"{fmt(r['concurrency'].get('8', {}).get('rps'), 7)} {fmt(r['concurrency'].get('32', {}).get('rps'), 7)} "
               f"{fmt(r['gateway_cpu_ms_per_request'], 7, 2)} {fmt(mem.get('rss_mib'), 8)} {fmt(mem.get('pss_mib'), 8)} "
@@ -263,7 +279,7 @@ def main() -> int:
         upstreams = {u: (bases[u], SERVED[u]) for u in UPSTREAMS}
         litellm = LiteLLMProxy(free_port(), {u: upstreams[u] for u in UPSTREAMS})
         log(f"LiteLLM ready in {litellm.start():.1f} s")
-        cluster = GatewayCluster(upstreams)
+        cluster = GatewayCluster(upstreams, hop=HOP)
         log(f"Ray Serve gateways ready in {cluster.start():.1f} s")
         targets = make_targets(bases, cluster, litellm)
         groups = Groups(cluster, litellm, stub, llama)
@@ -310,7 +326,9 @@ def main() -> int:
             r["added_p50_ms"] = round(r["sequential"]["p50_ms"] - direct, 2)
         comparison = {}
         for up in UPSTREAMS:
-            for path in ("switchboard", "switchboard_auto"):
+            for path in ("switchboard", "switchboard_hop", "switchboard_auto", "switchboard_auto_distinct"):
+                if (path, up) not in by:
+                    continue
                 p50 = by[(path, up)]["sequential"]["p50_ms"]
                 comparison[f"{path}/{up}"] = {
                     "over_forwarder_p50_ms": round(p50 - by[("forwarder", up)]["sequential"]["p50_ms"], 2),
@@ -335,8 +353,7 @@ def main() -> int:
         if not args.no_profile and (args.profile or any(m.startswith("issue13") for m in missed)):
             from gateway_profile import profile_under_load
 
-            pids = {"ingress": cluster.replica_pids("sb-stub", "ingress")[0],
-                    "upstream_replica": cluster.replica_pids("sb-stub", "llm-stub-upstream")[0]}
+            pids = {"ingress": cluster.replica_pids("sb-stub", "ingress")[0]}  # the model's client runs in it
             result["profiles"] = {}
             for path in ("switchboard", "switchboard_auto"):
                 name = f"{args.profile_label}-{'named' if path == 'switchboard' else 'auto'}"

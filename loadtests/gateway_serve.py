@@ -27,33 +27,42 @@ from serve_process import BIN, ROOT, ServeRun, free_port
 LOADTESTS = ROOT / "loadtests"
 
 
-def switchboard_args(upstream_name: str, base_url: str, served_model: str, work: Path) -> dict:
-    """cluster/local.yaml's args with a roster of one upstream LLM (and nothing that needs another model)."""
+def switchboard_args(upstream_name: str, base_url: str, served_model: str, work: Path,
+                     placement: str = "ingress", tag: str = "") -> dict:
+    """cluster/local.yaml's args with a roster of one upstream LLM (and nothing that needs another model),
+    its client in the ingress (the default for an upstream server) or in a deployment of its own."""
     local = yaml.safe_load((ROOT / "cluster" / "local.yaml").read_text())["applications"][0]["args"]
     args = {k: v for k, v in local.items() if k not in ("models", "routes", "voice_aliases", "faults")}
-    args["flags"] = {**args.get("flags", {}), "file": str(work / f"flags-{upstream_name}.json")}  # absent file
-    args["request_log"] = {**args.get("request_log", {}), "dir": str(work / f"log-{upstream_name}")}
+    args["flags"] = {**args.get("flags", {}), "file": str(work / f"flags-{upstream_name}{tag}.json")}  # absent
+    args["request_log"] = {**args.get("request_log", {}), "dir": str(work / f"log-{upstream_name}{tag}")}
     args["models"] = [{
         "name": f"{upstream_name}-upstream", "family": "llm",
         "backend": {"kind": "upstream", "base_url": base_url, "model": served_model, "timeout_s": 60,
                     "max_connections": 64},
         "resources": {"num_cpus": 0.1},
         # an HTTP server takes many requests at once: as many as the connection pool holds
-        "max_ongoing_requests": 64, "max_queued_requests": 256,
+        "max_ongoing_requests": 64, "max_queued_requests": 256, "placement": placement,
     }]
     args["routes"] = {"text": [f"{upstream_name}-upstream"]}
     return args
 
 
 class GatewayCluster(ServeRun):
-    """`upstreams`: name -> (base URL with /v1, model name the upstream serves)."""
+    """`upstreams`: name -> (base URL with /v1, model name the upstream serves). `hop`: the upstreams that
+    also get `sb-<name>-hop`, the same Switchboard with the model in a deployment of its own (one more
+    handle hop per request)."""
 
-    def __init__(self, upstreams: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, upstreams: dict[str, tuple[str, str]], hop: tuple[str, ...] = ()) -> None:
         self.upstreams = upstreams
+        self.hop = hop
         work = Path(tempfile.mkdtemp(prefix="switchboard-gateway-"))
         config = yaml.safe_load((ROOT / "cluster" / "local.yaml").read_text())
         apps = [{"name": f"sb-{name}", "route_prefix": f"/sb-{name}", "import_path": "serve_app.builder:build_app",
                  "args": switchboard_args(name, base, served, work)} for name, (base, served) in upstreams.items()]
+        apps += [{"name": f"sb-{name}-hop", "route_prefix": f"/sb-{name}-hop",
+                  "import_path": "serve_app.builder:build_app",
+                  "args": switchboard_args(name, *upstreams[name], work, placement="deployment", tag="-hop")}
+                 for name in hop]
         apps.append({"name": "forwarder", "route_prefix": "/fwd", "import_path": "gateway_forwarder:build_app",
                      "args": {"upstreams": {name: base for name, (base, _) in upstreams.items()},
                               "num_cpus": config["applications"][0]["args"]["ingress"]["resources"]["num_cpus"],
@@ -75,7 +84,8 @@ class GatewayCluster(ServeRun):
         self.proc = subprocess.Popen([str(BIN / "serve"), "run", str(self.config_file)], cwd=ROOT,
                                      env=self.env(), stdout=subprocess.DEVNULL,
                                      stderr=open(Path(self._dir) / "serve.log", "w"))
-        pending = {f"/sb-{name}/api/health" for name in self.upstreams} | {"/fwd/health"}
+        pending = {f"/sb-{name}/api/health" for name in self.upstreams} | {"/fwd/health"} | \
+            {f"/sb-{name}-hop/api/health" for name in self.hop}
         while pending and time.monotonic() - started < timeout_s:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve run exited with {self.proc.returncode}; see {self._dir}/serve.log")

@@ -13,6 +13,7 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.options import SHED, deployment_options
+from serve_app.in_process_client import InIngressModel
 from vocabulary.config import ModelSpec, SwitchboardConfig
 from vocabulary.errors import ConfigError
 
@@ -44,8 +45,18 @@ def _deployment_class(family: str):
     return getattr(importlib.import_module(module), name)
 
 
-def bind_model(spec: ModelSpec, config: SwitchboardConfig) -> Application:
-    """The model's deployment, bound with its options from config."""
+async def build_in_ingress(spec: ModelSpec) -> Any:
+    """A model placed in the ingress, built in the ingress' process: the same deployment class a Serve
+    replica would run, probe included (a model that cannot answer fails the ingress' start, as its
+    deployment would)."""
+    return await _deployment_class(spec.family).create(spec)
+
+
+def bind_model(spec: ModelSpec, config: SwitchboardConfig) -> "Application | InIngressModel":
+    """The model's deployment, bound with its options from config; for a model placed in the ingress,
+    what the ingress builds it from."""
+    if spec.in_ingress():
+        return InIngressModel(spec, build_in_ingress)
     if spec.family == "llm" and spec.backend.kind == "vllm":
         from deployments.llm.vllm_server import build_vllm_deployment
 

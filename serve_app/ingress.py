@@ -29,7 +29,7 @@ from serve_app.client_keys import ClientKeyMiddleware, load_keys
 from serve_app.flags.in_force import FlagsInForce, start_flags
 from serve_app.shadowing import ShadowRunner, answer_text
 from serve_app.shared_state.follower import BoardFollower, board_connector, fingerprint
-from serve_app.llm_server_client import model_client
+from serve_app.llm_server_client import model_clients
 from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
 from serve_app.metrics import IngressMetrics
@@ -166,7 +166,7 @@ class SwitchboardIngress:
     async def __init__(self, config: SwitchboardConfig, handles: dict[str, Any], router_handle=None) -> None:
         self._config = config
         specs = config.by_name()
-        clients = {name: model_client(specs[name], handle) for name, handle in handles.items()}
+        clients = await model_clients(specs, handles)
         await asyncio.gather(*(client.warm() for client in clients.values()))
         self._metrics = IngressMetrics(models=[*clients, "llm_only", ROUTER, "vision", "stt", "search", "text"])
         if config.request_log.enabled:

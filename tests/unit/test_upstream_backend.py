@@ -12,6 +12,7 @@ from deployments.llm import upstream_backend
 from deployments.llm.upstream_backend import UpstreamBackend
 from vocabulary.backend_specs import UpstreamBackend as UpstreamSpec
 from vocabulary.calls import ChatCall
+from vocabulary.errors import DeadlineExceeded, SwitchboardError, UpstreamError
 
 CHUNKS = [{"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "Hello"},
                                                                       "finish_reason": None}]},
@@ -23,8 +24,9 @@ class SseServer:
     """HTTP/1.1 with keep-alive: each POST answered with CHUNKS and [DONE] as SSE, chunked; the last
     chunk comes a moment after [DONE] (as from a real server), or never with `hold_open`."""
 
-    def __init__(self, hold_open: bool = False) -> None:
+    def __init__(self, hold_open: bool = False, mode: str = "ok") -> None:
         self.hold_open = hold_open
+        self.mode = mode  # ok | error (a 400 with an OpenAI error body) | cut (hangs up after one event)
         self.connections = 0
         self.requests = 0
         self._server = None
@@ -50,6 +52,19 @@ class SseServer:
                                if line.lower().startswith(b"content-length")), 0)
                 await reader.readexactly(length)
                 self.requests += 1
+                if self.mode == "error":
+                    body = json.dumps({"error": {"message": "too long for me", "code": "context_length_exceeded",
+                                                 "param": "messages"}}).encode()
+                    writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                    await writer.drain()
+                    continue
+                if self.mode == "cut":
+                    data = f"data: {json.dumps(CHUNKS[0])}\n\n".encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                                 b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(data), data))
+                    await writer.drain()
+                    return
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                              b"transfer-encoding: chunked\r\n\r\n")
                 for event in [json.dumps(c) for c in CHUNKS] + ["[DONE]"]:
@@ -122,9 +137,67 @@ def test_the_client_keeps_connections_alive_up_to_its_limit(limit):
                                                max_connections=limit))
         await backend.start()
         try:
-            return backend._client._transport._pool
+            connector = backend._session.connector
+            return connector.limit, connector.limit_per_host, connector.force_close
         finally:
             await backend.close()
 
-    pool = asyncio.run(run())
-    assert pool._max_connections == limit and pool._max_keepalive_connections == limit
+    assert asyncio.run(run()) == (limit, limit, False)  # kept alive, at most `limit` at once
+
+
+def _backend(port: int) -> UpstreamBackend:
+    return UpstreamBackend(UpstreamSpec(kind="upstream", base_url=f"http://127.0.0.1:{port}/v1", model="m"))
+
+
+def test_the_upstreams_own_error_reaches_the_caller_with_its_status_code_and_param():
+    async def run():
+        async with SseServer(mode="error") as server:
+            backend = _backend(server.port)
+            await backend.start()
+            try:
+                with pytest.raises(UpstreamError) as info:
+                    await _stream(backend, 0)
+                return info.value
+            finally:
+                await backend.close()
+
+    err = asyncio.run(run())
+    assert err.http_status == 400 and err.code == "context_length_exceeded" and err.param == "messages"
+    assert "too long for me" in err.message
+
+
+def test_a_stream_cut_before_done_is_an_error_not_a_short_answer():
+    async def run():
+        async with SseServer(mode="cut") as server:
+            backend = _backend(server.port)
+            await backend.start()
+            got = []
+            try:
+                with pytest.raises(SwitchboardError) as info:
+                    async for chunk in backend.chat_stream(_call(0)):
+                        got.append(chunk)
+                return got, info.value
+            finally:
+                await backend.close()
+
+    got, err = asyncio.run(run())
+    assert got == [CHUNKS[0]] and err.http_status == 502, err
+
+
+def test_a_silent_server_is_a_deadline_not_a_hang():
+    async def run():
+        server = await asyncio.start_server(lambda r, w: asyncio.sleep(30), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        backend = UpstreamBackend(UpstreamSpec(kind="upstream", base_url=f"http://127.0.0.1:{port}/v1", model="m",
+                                               timeout_s=0.3))
+        await backend.start()
+        started = time.perf_counter()
+        try:
+            with pytest.raises(DeadlineExceeded):
+                await _stream(backend, 0)
+            return time.perf_counter() - started
+        finally:
+            await backend.close()
+            server.close()
+
+    assert asyncio.run(run()) < 10
