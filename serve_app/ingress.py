@@ -29,6 +29,7 @@ from serve_app.client_keys import ClientKeyMiddleware, load_keys
 from serve_app.flags.in_force import FlagsInForce, start_flags
 from serve_app.shadowing import ShadowRunner, answer_text
 from serve_app.shared_state.follower import BoardFollower, board_connector, fingerprint
+from serve_app.in_process_client import InProcessModelClient
 from serve_app.llm_server_client import model_clients
 from serve_app.media.audio import SPEECH_FORMATS
 from serve_app.media.pool import MediaPool
@@ -204,6 +205,14 @@ class SwitchboardIngress:
         probes = {name: (specs[name].family, partial(self._roster.probe, name)) for name in clients}
         probes["router"] = ("router", self._router.probe)
         self._health = HealthMonitor(probes, timeout_s=config.health.probe_timeout_s, cache_s=config.health.cache_s)
+
+    async def __del__(self) -> None:
+        """Serve calls it when the replica stops: the models placed in it close their connections."""
+        roster = getattr(self, "_roster", None)
+        closing = [client.close() for client in (roster.clients.values() if roster else ())
+                   if isinstance(client, InProcessModelClient)]
+        if closing:
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout=5)
 
     def _breaker_changed(self, model: str, old, new) -> None:
         self._metrics.breaker_changed(model, old, new)

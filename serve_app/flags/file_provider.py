@@ -151,6 +151,11 @@ class FileFlagProvider(AbstractProvider):
         os.replace(tmp, self.path)
         self.refresh()
 
+    def has(self, key: str) -> bool:
+        """Whether the file in force defines `key` (one dict lookup: the switches skip OpenFeature's
+        evaluation, which would answer the default, for the flags a file does not name)."""
+        return key in self._flags
+
     def definitions(self) -> dict[str, FlagDefinition]:
         with self._lock:
             return dict(self._flags)

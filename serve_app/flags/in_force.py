@@ -27,7 +27,7 @@ class FlagsInForce:
         if self.provider.last_error:  # a bad file at start stops start-up; later ones are refused
             raise ConfigError(self.provider.last_error)
         api.set_provider(self.provider, domain=DOMAIN)
-        self.switches = Switches(api.get_client(DOMAIN))
+        self.switches = Switches(api.get_client(DOMAIN), defined=self.provider.has)
         self._poll_s = config.flags.poll_s
         self._task: asyncio.Task | None = None
 

@@ -363,6 +363,8 @@ def _check_shape(schema: Any, param: str) -> None:
 
 
 def route_summary(decision: RouteDecision) -> dict[str, Any]:
-    """The request log's `route`: the decision, how sure, by what, and which head version."""
+    """The request log's `route`: the decision, how sure, by what (and which tier of the cascade: cache,
+    fast or minilm), and which head version."""
+    meta = decision.meta or {}
     return {"decision": decision.intent, "confidence": decision.confidence, "classifier": decision.classifier,
-            "head_version": (decision.meta or {}).get("head_version")}
+            "tier": meta.get("tier"), "head_version": meta.get("head_version")}

@@ -9,7 +9,7 @@ import random
 from typing import Any
 
 from graphs.chain_order import order
-from graphs.deadline import Deadline
+from graphs.deadline import Deadline, DeadlineExpired
 from graphs.routing import RequestFeatures, RouteDecision, decide, one_hot
 from serve_app.model_client import ModelClient
 from serve_app.schemas.chat import AudioPart, ChatCompletionRequest, ImagePart
@@ -86,6 +86,8 @@ class RouterService:
             from intent_router.classifier import as_dict
 
             result = await deadline.run(self._local.classify(text), cap_s=CLASSIFY_BUDGET_S)
+            if deadline.expired():  # the cache and the fast tier answer without a pause: no timeout can cut them
+                raise DeadlineExpired("the request's deadline passed while it was being classified")
             return {**as_dict(result), "embedding": getattr(result, "embedding", None)}
         return await self._client.call("classify", text, deadline)
 

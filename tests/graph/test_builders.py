@@ -81,9 +81,9 @@ def test_gpu_roster_built_deployment_reserves_one_gpu():
 def test_gpu_upstream_roster_builds_without_gpu_for_the_llm():
     config = load_serve_config("cluster/gpu-upstream.yaml")["switchboard"]
     built = deployments_of(build_app(config))
-    apriel = built["llm-apriel"]
-    assert apriel._replica_config.ray_actor_options.get("num_gpus", 0) == 0
-    assert apriel._deployment_config.autoscaling_config.max_replicas == 4
+    # the server's client runs in the ingress: no deployment, and no GPU held for it
+    assert "llm-apriel" not in built and config.by_name()["apriel"].in_ingress()
+    assert built["ingress"]._deployment_config.autoscaling_config.max_replicas == 4
     # the GPU models of the other families get their GPU share and autoscaling from config
     gpus = {name: d._replica_config.ray_actor_options.get("num_gpus", 0) for name, d in built.items()}
     assert (gpus["stt-whisper-large"], gpus["tts-kokoro"], gpus["clone-voxcpm"]) == (0.2, 0.1, 0.2)

@@ -49,7 +49,8 @@ def test_decision_order(http):
     assert classify(http, "tell me a joke", model="tts-1")["intent"] == "voice"
     # then the classifier
     decision = classify(http, "what's the latest Python release")
-    assert (decision["intent"], decision["classifier"]) == ("search", "minilm-logreg")
+    assert decision["intent"] == "search" and decision["classifier"] in ("ngram-logreg", "minilm-logreg")
+    assert decision["meta"]["tier"] in ("fast", "minilm", "cache"), decision
     assert set(decision["scores"]) == {"vision", "voice", "text", "search"}
     assert abs(sum(decision["scores"].values()) - 1) < 0.01
     # and empty text is text

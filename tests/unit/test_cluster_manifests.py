@@ -82,7 +82,8 @@ def replicas(config: SwitchboardConfig, which: str) -> list[Replica]:
     if config.router.placement == "deployment":
         deployments.append(("router", config.router.autoscaling,
                             actor_needs(config.router.resources.ray_actor_options())))
-    deployments += [(spec.deployment_name(), spec.autoscaling, model_needs(spec)) for spec in config.models]
+    deployments += [(spec.deployment_name(), spec.autoscaling, model_needs(spec)) for spec in config.models
+                    if not spec.in_ingress()]  # a model placed in the ingress has no replicas of its own
     return [(name, needs, getattr(scaling, "max_replicas_per_node", None))
             for name, scaling, needs in deployments for _ in range(getattr(scaling, which))]
 

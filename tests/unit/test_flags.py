@@ -152,3 +152,18 @@ def test_the_router_turned_off_sends_text_to_the_text_route(tmp_path):
         {"role": "user", "content": "search the web for today's weather"}]})
     decision = asyncio.run(router.decide(body, RequestContext("r", Deadline(5))))
     assert (decision.intent, decision.classifier, decision.confidence) == ("text", "off", 1.0)
+
+
+def test_switches_ask_openfeature_only_for_the_flags_the_file_defines(tmp_path):
+    p = provider(tmp_path, {"models.a.enabled": flag(ON_OFF, "off")})
+    of = client(p, "t-defined")
+    asked = []
+    real = of.get_boolean_value
+    of.get_boolean_value = lambda key, default, *rest: asked.append(key) or real(key, default, *rest)
+    switches = Switches(of, defined=p.has)
+    assert not switches.model_on("a") and switches.model_on("b") and switches.router_on()
+    assert switches.canary("text", "s") is None and switches.fault("a") is None
+    assert asked == ["models.a.enabled"]  # the others are not in the file: their defaults, unasked
+    (tmp_path / "flags.json").write_text(json.dumps({"flags": {"router.enabled": flag(ON_OFF, "off")}}))
+    assert p.refresh()  # a new file: what it defines is asked from now on
+    assert not switches.router_on() and switches.model_on("a")

@@ -122,3 +122,27 @@ def test_with_the_fast_tier_off_minilm_decides_every_text(classifier):
 
     assert [c.meta["tier"] for c in asyncio.run(run())] == ["minilm", "minilm"]
     asyncio.run(off.close())
+
+
+def test_texts_waiting_for_minilm_share_one_forward_pass_with_the_same_answers(classifier):
+    rows = read_rows(HELDOUT)
+    _, fast = shipped()
+    hard = [r["text"] for r in rows if fast.probabilities(r["text"]).max() < fast.threshold][:12]
+    head = classifier._head
+    alone = [head.probabilities(classifier.encode([t], head.layers))[0] for t in hard]
+
+    async def run():
+        classifier._cache.clear()
+        before = classifier._batcher.passes
+        doomed = asyncio.ensure_future(classifier.classify(hard[0] + " (cancelled)"))
+        results = asyncio.gather(*(classifier.classify(t) for t in hard))
+        await asyncio.sleep(0)
+        doomed.cancel()  # a waiter that leaves: the others are still answered
+        got = await results
+        return got, classifier._batcher.passes - before
+
+    got, passes = asyncio.run(run())
+    assert passes < len(hard), passes  # the first went alone, the rest waited and went together
+    for result, probs in zip(got, alone):
+        assert result.meta["tier"] == "minilm"
+        assert np.allclose([result.scores[label] for label in head.labels], probs, atol=2e-3)
