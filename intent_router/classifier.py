@@ -10,6 +10,7 @@ constrained to one label. Either runs inside the ingress or in deployments/route
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -179,6 +180,55 @@ class DecisionCache:
         return len(self._items)
 
 
+class EncodeBatcher:
+    """MiniLM's features of the texts waiting, in one forward pass: a text that arrives while a batch
+    runs on the engine thread waits for it, then goes with every other text that waited (up to
+    `max_batch`). A text alone is encoded at once, as before; under load a pass serves many requests
+    (one short query costs about 14 ms alone, about 3 ms in a batch of 32, on this machine's core).
+    A waiter that is cancelled leaves its batch; the rest are answered."""
+
+    def __init__(self, encode: Callable[[list[str], tuple[int, ...]], np.ndarray], thread: EngineThread,
+                 max_batch: int = 16) -> None:
+        self._encode = encode
+        self._thread = thread
+        self._max_batch = max_batch
+        self._pending: list[tuple[str, tuple[int, ...], asyncio.Future]] = []
+        self._running = False
+        self.passes = 0  # forward passes run (tests read it)
+
+    async def features(self, text: str, layers: tuple[int, ...]) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((text, tuple(layers), future))
+        if not self._running:
+            self._running = True
+            asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                layers = self._pending[0][1]
+                batch = [item for item in self._pending if item[1] == layers][: self._max_batch]
+                taken = {id(item) for item in batch}
+                self._pending = [item for item in self._pending if id(item) not in taken]
+                batch = [item for item in batch if not item[2].done()]  # cancelled while waiting
+                if not batch:
+                    continue
+                self.passes += 1
+                try:
+                    rows = await self._thread.run(self._encode, [text for text, _, _ in batch], layers)
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), row in zip(batch, rows):
+                    if not future.done():
+                        future.set_result(row[None, :])
+        finally:
+            self._running = False
+
+
 class EmbeddingClassifier:
     name = "minilm-logreg"
     fast_name = "ngram-logreg"
@@ -196,6 +246,7 @@ class EmbeddingClassifier:
         self._checked_at = 0.0
         self._thread = EngineThread("router")
         self._cache = DecisionCache(spec.cache_entries)
+        self._batcher = EncodeBatcher(self.encode, self._thread)
 
     def load_encoder(self) -> None:
         self._encoder = MiniLMFeatures(resolve(self._spec.encoder), self._spec.torch_threads)
@@ -279,7 +330,7 @@ class EmbeddingClassifier:
                                         {"head_version": head.version, "tier": "fast", "classify_ms": latency})
                 self._cache.put(key, result)
                 return result
-        features = await self._thread.run(self.encode, [text], head.layers)
+        features = await self._batcher.features(text, head.layers)
         embedding = self._encoder.embedding_from_features(features, head.layers)
         probs = head.probabilities(features)[0]
         scores = {label: round(float(p), 4) for label, p in zip(head.labels, probs)}
