@@ -194,6 +194,7 @@ class EncodeBatcher:
         self._max_batch = max_batch
         self._pending: list[tuple[str, tuple[int, ...], asyncio.Future]] = []
         self._running = False
+        self._task: asyncio.Future | None = None
         self.passes = 0  # forward passes run (tests read it)
 
     async def features(self, text: str, layers: tuple[int, ...]) -> np.ndarray:
@@ -201,7 +202,7 @@ class EncodeBatcher:
         self._pending.append((text, tuple(layers), future))
         if not self._running:
             self._running = True
-            asyncio.ensure_future(self._drain())
+            self._task = asyncio.ensure_future(self._drain())  # held: the loop keeps only a weak reference
         return await future
 
     async def _drain(self) -> None:
