@@ -5,7 +5,9 @@ the held-out split (data/router/heldout.jsonl), with the shipped artifact (inten
 - the fast tier alone (hashed n-grams; its own answer for every text, however unsure);
 - the cascade as it serves (fast tier where it is sure, MiniLM elsewhere; no cache), with the threshold
   the artifact carries, and at a few other thresholds (accuracy and the share the fast tier answers);
-- a cache hit (the same text again).
+- a cache hit (the same text again);
+- the model-choice heads' ordering of a chain (what the learning loop adds to a routed request): three models'
+  heads over the 384-d embedding and the numeric facts, random weights of the trained shape.
 
 Cost is CPU time per text on this thread (time.process_time), the median of `--rounds` passes over the
 split. Prints a table and writes loadtests/results/router_tiers.json.
@@ -68,6 +70,23 @@ def measure(c: EmbeddingClassifier, texts: list[str], labels: list[str], rounds:
     return round(right / len(texts), 4), round(statistics.median(costs), 3), tiers
 
 
+def choice_heads_cost(n: int = 5000) -> float:
+    import numpy as np
+
+    from intent_router.choice_head import EMBEDDING_DIMS, NUMERIC, ChoiceFeatures, ChoiceHeads, FamilyHead, ModelHead
+
+    width = EMBEDDING_DIMS + len(NUMERIC)
+    rng = np.random.default_rng(0)
+    family = FamilyHead(np.zeros(width), np.ones(width),
+                        {m: ModelHead(100, 60, rng.normal(size=width), 0.1) for m in ("a", "b", "c")})
+    heads = ChoiceHeads({"llm": family}, dims=EMBEDDING_DIMS, min_rows=1)
+    features = ChoiceFeatures(embedding=rng.normal(size=EMBEDDING_DIMS), input_chars=120)
+    started = time.process_time()
+    for _ in range(n):
+        heads.scores("llm", ["a", "b", "c"], features)
+    return round((time.process_time() - started) / n * 1e6, 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -108,8 +127,10 @@ def main() -> int:
     table.append({"tier": "cache hit (the same text again)", "accuracy": acc, "cpu_ms_per_text": cost,
                   "tiers": tiers})
 
+    choice_us = choice_heads_cost()
     result = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": len(texts),
-              "rounds": args.rounds, "head_version": cascade.version(), "table": table, "threshold_sweep": sweep}
+              "rounds": args.rounds, "head_version": cascade.version(), "table": table, "threshold_sweep": sweep,
+              "choice_heads_us_per_request": choice_us}
     print(f"{'tier':52} {'accuracy':>8} {'CPU ms/text':>11}  tiers")
     for r in table:
         print(f"{r['tier']:52} {r['accuracy']:8.4f} {r['cpu_ms_per_text']:11.3f}  {r['tiers']}")
@@ -117,6 +138,7 @@ def main() -> int:
     for r in sweep:
         print(f"  {r['threshold']:5.2f}  accuracy {r['accuracy']:.4f}  fast share {r['fast_share']:.2%}  "
               f"{r['cpu_ms_per_text']:.3f} ms/text")
+    print(f"\nchoice heads, a chain of three models: {choice_us} us per request")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")
